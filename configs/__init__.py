@@ -1,0 +1,1 @@
+"""Packaged recipes (YAML), installed as `segflow.configs`; `segflow recipes` lists them."""
