@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,17 +98,32 @@ class Reader(ABC):
     def layout_hint(self) -> str:
         return "see docs/data.md for the expected layout"
 
+    def checked(self, items: list[SourceItem], unpaired: list[str], where: Path, fix: str) -> list[SourceItem]:
+        """`items`, unless some images had no mask (`unpaired`, listed with `fix`) or none were found."""
+        if unpaired:
+            raise DataError(f"{len(unpaired)} image(s) have no mask: {'; '.join(unpaired[:5])}; {fix}")
+        if not items:
+            raise DataError(f"no images found in {where}; expected {self.layout_hint()}")
+        return items
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file fully (truncated files fail here, not later) as HxWx3 uint8."""
+
+@contextmanager
+def open_image(path: Path) -> Iterator[Image.Image]:
+    """Open and fully decode an image (truncated files fail here), with errors that name the file."""
     try:
         with Image.open(path) as img:
             img.load()
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable image ({exc}); re-download it or remove it") from None
+            yield img
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path} is too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable image ({exc}); re-download it or remove it") from None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as HxWx3 uint8."""
+    with open_image(path) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -127,17 +143,20 @@ def int_to_hex(value: int) -> str:
 def decode_colour_mask(
     path: Path,
     classes: list[ClassSpec],
+    *,
     ignore_index: int,
     ignore_colours: list[str],
     unknown_policy: str,
     ignored: ColourCounts,
     unknown: ColourCounts,
+    fix: str,
 ) -> np.ndarray:
     """Map an RGB (or palette) mask to class indices by exact colour.
 
     Colours in `ignore_colours` become `ignore_index` and are counted. Any other colour is
     unknown: with policy "error" the file is refused, naming the colours; with "ignore" it
-    becomes `ignore_index` and is counted separately.
+    becomes `ignore_index` and is counted separately. `fix` tells the user what to change,
+    in the terms of their format's recipe section.
     """
     packed = pack_rgb(read_rgb(path))
     colours, inverse = np.unique(packed, return_inverse=True)
@@ -155,10 +174,7 @@ def decode_colour_mask(
             strangers.append((int_to_hex(colour), int(counts[j])))
     if strangers and unknown_policy == "error":
         listed = ", ".join(f"{c} ({n} px)" for c, n in strangers[:8])
-        raise DataError(
-            f"{path} has mask colours that are not class colours: {listed}; add them to the "
-            "recipe's data.classes, to data.ignore_colours, or set data.unknown_colours: ignore"
-        )
+        raise DataError(f"{path} has mask colours that are not class colours: {listed}; {fix}")
     for colour, count in strangers:
         unknown.add(colour, count)
     return lookup[inverse].reshape(packed.shape)

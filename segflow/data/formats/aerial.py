@@ -34,25 +34,18 @@ class AerialReader(Reader):
         tiles = sorted((p for p in top.iterdir() if p.is_dir() and p.name.startswith("Tile")), key=_tile_order)
         if not tiles:
             raise DataError(f"{top} holds no 'Tile N' folders; expected {self.layout_hint()}")
-        items, missing = [], []
+        items, unpaired = [], []
         for tile in tiles:
             images = self.require_dir(tile / "images", "images")
             masks = self.require_dir(tile / "masks", "masks")
             for image in sorted(images.glob("*.jpg")):
                 mask = masks / f"{image.stem}.png"
                 if not mask.is_file():
-                    missing.append(f"{image} (expected {mask})")
+                    unpaired.append(f"{image} (expected {mask})")
                     continue
                 item_id = f"{tile.name}/{image.stem}"
                 items.append(SourceItem(id=item_id, group=item_id, files=(image, mask)))
-        if missing:
-            raise DataError(
-                f"{len(missing)} image(s) have no mask: {'; '.join(missing[:5])}; add the masks or "
-                "remove those images"
-            )
-        if not items:
-            raise DataError(f"no images found under {top}; expected {self.layout_hint()}")
-        return items
+        return self.checked(items, unpaired, top, "add the masks or remove those images")
 
     def load(self, item: SourceItem) -> Sample:
         image_path, mask_path = item.files
@@ -60,11 +53,12 @@ class AerialReader(Reader):
         mask = decode_colour_mask(
             mask_path,
             self.classes(),
-            self.config.ignore_index,
-            self.config.ignore_colours,
-            self.config.unknown_colours,
-            self.ignored,
-            self.unknown,
+            ignore_index=self.config.ignore_index,
+            ignore_colours=self.config.ignore_colours,
+            unknown_policy=self.config.unknown_colours,
+            ignored=self.ignored,
+            unknown=self.unknown,
+            fix="add them to data.classes or data.ignore_colours, or set data.unknown_colours: ignore",
         )
         check_same_size(image, mask, image_path, mask_path)
         return Sample(image=image, target=mask)
