@@ -19,3 +19,15 @@ class DataError(SegflowError):
 
 class StoreError(SegflowError):
     """The artifact store cannot be reached, refuses access, or holds a corrupt object."""
+
+
+class ModelError(SegflowError):
+    """A model cannot be built or loaded: unknown name, wrong head, missing or foreign weights."""
+
+
+class TrainError(SegflowError):
+    """Training stopped for a reason the user must act on (a NaN loss, a failed worker group)."""
+
+
+class SearchError(SegflowError):
+    """A hyperparameter search cannot start or stopped: bad search space, unknown tuner, a crashed tuner."""

@@ -23,6 +23,7 @@ app.add_typer(data_app, name="data")
 console = Console()
 errors = Console(stderr=True)
 
+PROFILE_STEPS = 5
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a recipe key, e.g. --set training.epochs=3")]
 
 
@@ -62,6 +63,65 @@ def prep(
         console.print(table)
     state = "reused (same inputs as the latest version)" if result.reused else "written"
     console.print(f"[green]dataset version {result.version} {state}[/green] at {result.uri}")
+
+
+@app.command()
+def train(
+    recipe: Annotated[str, typer.Argument(help="recipe name or YAML path")],
+    out: Annotated[str | None, typer.Option("--out", help="run URI (folder or s3://...); default runs/RECIPE")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="a prepared dataset URI (segflow prep)")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="raw dataset folder; prepared into OUT/dataset")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray Train workers (DDP ranks); default from the recipe")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs; default from the recipe")] = None,
+    profile: Annotated[bool, typer.Option(help="profile a few steps with torch.profiler (OUT/profile)")] = False,
+    fresh: Annotated[bool, typer.Option(help="ignore checkpoints of an earlier run in OUT and start over")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train with Ray Train (DDP), then evaluate: model, metrics, figures and report in OUT."""
+    from segflow.config import load_recipe
+    from segflow.train.run import train as run_train
+
+    shortcuts = {"training.num_workers": workers, "training.epochs": epochs}
+    config = load_recipe(recipe, [*(overrides or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)])
+    outcome = run_train(config, out or f"runs/{config.name}", dataset_uri=dataset, data_path=data,
+                        profile_steps=PROFILE_STEPS if profile else 0, fresh=fresh)
+    _print_outcome(outcome)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="model artifact URI (OUT/model of a training run)")],
+    dataset: Annotated[str, typer.Option("--dataset", help="prepared dataset URI")],
+    out: Annotated[str, typer.Option("--out", help="where metrics.json, figures/ and report.md go")],
+    split: Annotated[str, typer.Option(help="split to evaluate: val or test")] = "val",
+) -> None:
+    """Evaluate a model artifact on a dataset split: metrics.json, figures, report.md."""
+    from segflow.evaluate import evaluate_uri
+    from segflow.train.metrics import scalars
+
+    result = evaluate_uri(model, dataset, out, split)
+    _print_metrics(scalars(result.evaluation.metrics))
+    console.print(f"report: {result.report}")
+
+
+def _print_outcome(outcome) -> None:
+    from segflow.train.metrics import scalars
+
+    _print_metrics(scalars(outcome.evaluation.evaluation.metrics))
+    console.print(f"model:  {outcome.model_uri} (version {outcome.model_version})")
+    console.print(f"report: {outcome.evaluation.report}")
+    console.print(f"wall time: {outcome.wall_time_s:.0f} s")
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
 
 
 @data_app.command("inspect")

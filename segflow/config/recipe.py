@@ -221,6 +221,15 @@ class TrainingSection(Strict):
     amp: bool = True
     channels_last: bool = True
     max_failures: int = Field(2, ge=0)
+    monitor: str | None = Field(
+        None, description="metric that picks the best epoch; default val_miou (segmentation) or val_accuracy"
+    )
+    monitor_mode: Literal["min", "max"] | None = Field(None, description="default: min for losses, else max")
+
+    def monitored(self, task: Task) -> tuple[str, str]:
+        """The metric that picks the best epoch and early-stops, and whether lower or higher is better."""
+        metric = self.monitor or ("val_miou" if task == "segmentation" else "val_accuracy")
+        return metric, self.monitor_mode or ("min" if metric.endswith("loss") else "max")
 
 
 class ChoiceParam(Strict):

@@ -1,0 +1,164 @@
+"""Run a TrainJob on Ray Train (Train V2 API) and hand back its history and best checkpoint.
+
+This is the one entry point every kind of training goes through: `segflow train`, each
+search trial (called inside a Tune function, with a report callback), a DARTS retraining
+and a distillation student.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import ray
+import ray.train
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from segflow.errors import ModelError, TrainError
+from segflow.models import ModelConfig
+from segflow.store import open_store
+from segflow.store.s3 import S3Settings
+from segflow.train.job import TrainJob
+from segflow.train.loop import HISTORY_FILE, train_worker
+from segflow.train.progress import ProgressBoard, follow
+
+RAY_DIR = "ray"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    history: list[dict]
+    best_checkpoint: ray.train.Checkpoint
+    best_metrics: dict
+    path: str
+    stopped: str
+
+
+def ensure_ray() -> None:
+    """Start a local Ray (or join RAY_ADDRESS) once per process."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
+    else:
+        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+
+
+def ray_storage(uri: str) -> str:
+    """Ray's storage_path for a store URI: an absolute folder, or s3:// with the MinIO endpoint."""
+    if not uri.startswith("s3://"):
+        return str(Path(uri.removeprefix("file://")).expanduser().resolve())
+    settings = S3Settings.from_env()
+    endpoint = urlparse(settings.endpoint if "://" in settings.endpoint else f"http://{settings.endpoint}")
+    return f"{uri.rstrip('/')}?endpoint_override={endpoint.netloc}&scheme={endpoint.scheme}"
+
+
+def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = False,
+        show_progress: bool = True, callbacks: list | None = None) -> FitResult:
+    """Train `job` with checkpoints under STORAGE_URI/NAME; an earlier run there is resumed."""
+    ensure_ray()
+    training = job.recipe.training
+    if fresh:
+        _delete_run(storage_uri, name)
+    _check_resumable(storage_uri, name, job)
+    board = ProgressBoard.remote() if show_progress else None
+    metric, mode = job.monitored
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"job": job.model_dump(mode="json"), "progress": board},
+        scaling_config=ScalingConfig(
+            num_workers=training.num_workers,
+            use_gpu=training.use_gpu,
+            resources_per_worker={"CPU": training.cpus_per_worker} | ({"GPU": 1} if training.use_gpu else {}),
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=ray_storage(storage_uri),
+            failure_config=FailureConfig(max_failures=training.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+            ),
+            callbacks=callbacks or [],
+        ),
+    )
+    result = _run(trainer, board)
+    if result.error is not None:
+        raise TrainError(f"training failed after {training.max_failures} restart(s): {result.error}") from None
+    if result.checkpoint is None:
+        raise TrainError("training produced no checkpoint: the first epoch did not complete")
+    with result.checkpoint.as_directory() as folder:
+        history = json.loads((Path(folder) / HISTORY_FILE).read_text())
+    stopped = (result.metrics or {}).get("stopped", "")
+    if stopped == "non-finite loss":
+        raise TrainError(
+            f"the loss became NaN/inf in epoch {len(history) + 1}; training stopped and the last good "
+            f"checkpoint (epoch {len(history)}) is kept at {result.checkpoint.path}. Lower training.lr, "
+            "keep training.grad_clip set, or check the data for broken labels"
+        )
+    best, best_metrics = _best(result, metric, mode)
+    return FitResult(history, best, best_metrics, result.path, stopped)
+
+
+def _run(trainer: TorchTrainer, board):
+    """trainer.fit() in a thread, while this thread draws the progress board."""
+    if board is None:
+        return trainer.fit()
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised below in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="segflow-fit", daemon=True)
+    thread.start()
+    follow(board, thread)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _best(result, metric: str, mode: str):
+    scored = [(c, m) for c, m in (result.best_checkpoints or []) if metric in m]
+    if not scored:
+        raise TrainError(
+            f"no reported epoch has the monitored metric {metric!r}; set training.monitor to one the "
+            f"run reports: {', '.join(sorted(result.metrics or {}))}"
+        )
+    pick = min if mode == "min" else max
+    return pick(scored, key=lambda pair: pair[1][metric])
+
+
+def _check_resumable(storage_uri: str, name: str, job: TrainJob) -> None:
+    """Refuse to resume checkpoints written for another network (Ray would retry and fail N times)."""
+    store = open_store(storage_uri).child(name)
+    configs = sorted(o.key for o in store.list() if o.key.endswith("/model.json"))
+    if not configs:
+        return
+    earlier = ModelConfig.model_validate_json(store.get_text(configs[-1]))
+    fields = ("name", "classes", "in_channels", "params", "binary")
+    changed = [f for f in fields if getattr(earlier, f) != getattr(job.model, f)]
+    if changed:
+        raise ModelError(
+            f"{store.uri} holds checkpoints of another model (different {', '.join(changed)}: "
+            f"{', '.join(f'{f}={getattr(earlier, f)!r}' for f in changed)}); pass --fresh to start over "
+            "there, or choose another --out"
+        )
+
+
+def _delete_run(storage_uri: str, name: str) -> None:
+    if storage_uri.startswith("s3://"):
+        store = open_store(storage_uri).child(name)
+        for obj in store.list():
+            store.delete(obj.key)
+    else:
+        shutil.rmtree(Path(ray_storage(storage_uri)) / name, ignore_errors=True)
