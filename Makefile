@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	  || { echo "torchvision cannot load its operators: torch is not PyPI's build (see constraints.in)"; exit 1; }
 	@touch $@
 
-# The main job. Becomes `segflow run quickstart` once the pipeline lands.
+# The main job: prep the embedded synthetic set, train on 2 Ray workers, evaluate and report.
 run: venv
-	$(BIN)/segflow prep quickstart --out $(RUN_DIR)/quickstart
-	$(BIN)/segflow data inspect $(RUN_DIR)/quickstart
+	$(BIN)/segflow train quickstart --out $(RUN_DIR)/quickstart
+	$(BIN)/segflow data inspect $(RUN_DIR)/quickstart/dataset
 
 test: venv
 	$(BIN)/python -m pytest

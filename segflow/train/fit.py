@@ -95,10 +95,11 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
         raise TrainError("training produced no checkpoint: the first epoch did not complete")
     with result.checkpoint.as_directory() as folder:
         history = json.loads((Path(folder) / HISTORY_FILE).read_text())
-    stopped = (result.metrics or {}).get("stopped", "")
+    ending = result.return_value or {"stopped": ""}
+    stopped = ending["stopped"]
     if stopped == "non-finite loss":
         raise TrainError(
-            f"the loss became NaN/inf in epoch {len(history) + 1}; training stopped and the last good "
+            f"the loss became NaN/inf in epoch {ending['epoch']}; training stopped and the last good "
             f"checkpoint (epoch {len(history)}) is kept at {result.checkpoint.path}. Lower training.lr, "
             "keep training.grad_clip set, or check the data for broken labels"
         )

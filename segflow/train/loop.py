@@ -70,10 +70,15 @@ class _Run:
         return self.job.recipe.training.channels_last
 
 
-def train_worker(config: dict) -> None:
-    """Entry point of each Ray Train worker (TorchTrainer's train_loop_per_worker)."""
+def train_worker(config: dict) -> dict:
+    """Entry point of each Ray Train worker (TorchTrainer's train_loop_per_worker).
+
+    Returns how the run ended; Ray hands rank 0's value to the driver (Result.return_value),
+    which is the only way an epoch reported without a checkpoint (a NaN loss) reaches it.
+    """
     job = TrainJob.model_validate(config["job"])
     run = _setup(job, config.get("progress"))
+    record = {"epoch": run.start_epoch, "stopped": ""}
     for epoch in range(run.start_epoch, job.epochs):
         train_loss = train_one_epoch(run, epoch)
         record = {"epoch": epoch + 1, "train_loss": train_loss, **validate(run),
@@ -83,6 +88,7 @@ def train_worker(config: dict) -> None:
         _report(run, record, save=record["stopped"] != "non-finite loss")
         if record["stopped"]:
             break
+    return {"epoch": record["epoch"], "stopped": record["stopped"]}
 
 
 def _setup(job: TrainJob, progress) -> _Run:

@@ -43,6 +43,18 @@ def train_worker_pids() -> set[int]:
             if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])}
 
 
+def registered_checkpoints(run: Path) -> list[str]:
+    """Checkpoints Ray's controller has committed, latest last (a file on disk may still be uploading)."""
+    snapshot = run / "ray" / "checkpoint_manager_snapshot.json"
+    try:
+        state = json.loads(snapshot.read_text())
+        names = [c["checkpoint_dir_name"] for c in state["checkpoint_results"]]
+        latest = state["latest_checkpoint_result"]["checkpoint_dir_name"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return []
+    return [n for n in names if n != latest] + [latest]
+
+
 def checkpoints(run: Path) -> list[Path]:
     return sorted((run / "ray").glob("checkpoint_*/state.pt"))
 
@@ -76,7 +88,7 @@ def test_a_killed_worker_does_not_lose_the_run(dataset, tmp_path):
 
     def kill_a_worker_after_first_checkpoint():
         deadline = time.monotonic() + 240
-        while not checkpoints(run) and time.monotonic() < deadline:
+        while not registered_checkpoints(run) and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in train_worker_pids() - earlier:
             os.kill(pid, signal.SIGKILL)
@@ -95,21 +107,22 @@ def test_a_killed_worker_does_not_lose_the_run(dataset, tmp_path):
 def test_stopped_run_resumes_at_the_next_epoch(dataset, tmp_path):
     run = tmp_path / "run"
     args = [str(Path(sys.executable).parent / "segflow"), "train", "quickstart", "--out", str(run),
-            "--dataset", dataset, *[a for t in TINY for a in ("--set", t)], "--set", "training.epochs=3",
+            "--dataset", dataset, *[a for t in TINY for a in ("--set", t)], "--set", "training.epochs=8",
             "--set", "training.num_workers=1", "--set", "training.cpus_per_worker=1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while not checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
+    while not registered_checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
-    proc.wait(timeout=120)
-    first = json.loads((checkpoints(run)[0].parent / "history.json").read_text())
-    assert len(first) < 3, "the run finished before it could be stopped"
-    outcome = train(tiny("training.epochs=3", "training.num_workers=1", "training.cpus_per_worker=1"),
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command again to resume" in stderr
+    first = json.loads((run / "ray" / registered_checkpoints(run)[-1] / "history.json").read_text())
+    assert len(first) < 8, "the run finished before it could be stopped"
+    outcome = train(tiny("training.epochs=8", "training.num_workers=1", "training.cpus_per_worker=1"),
                     str(run), dataset_uri=dataset, show_progress=False)
     history = outcome.fit.history
-    assert [r["epoch"] for r in history] == [1, 2, 3]
-    assert history[0] == first[0]  # epoch 1 was not trained again
+    assert [r["epoch"] for r in history] == list(range(1, 9))
+    assert history[: len(first)] == first  # the epochs before the stop were not trained again
     assert history[len(first)]["resumed"]
 
 
