@@ -1,0 +1,12 @@
+"""KFP v2 components, one module per pipeline step; each is a thin wrapper around segflow.
+
+Components are lightweight Python components whose base image is the segflow image
+(`SEGFLOW_IMAGE`, default below): everything they import is already installed there, so
+nothing is pip-installed at run time. Locally, kfp.local runs them in this interpreter.
+Artifacts (Dataset, Model, Metrics, HTML, Markdown) are folders or files at `.path`, which
+is exactly what segflow's store accepts as a URI.
+"""
+
+import os
+
+BASE_IMAGE = os.environ.get("SEGFLOW_IMAGE", "ghcr.io/segflow/segflow:0.1.0")

@@ -1,0 +1,1 @@
+"""KFP pipelines composed from segflow.components; compiled IR YAML is kept beside each one."""

@@ -31,3 +31,11 @@ class TrainError(SegflowError):
 
 class SearchError(SegflowError):
     """A hyperparameter search cannot start or stopped: bad search space, unknown tuner, a crashed tuner."""
+
+
+class ServingError(SegflowError):
+    """A model cannot be packaged or served, a server does not start, or a prediction request is refused."""
+
+
+class PipelineError(SegflowError):
+    """A pipeline cannot be compiled, submitted or followed (KFP endpoint, RayJob in a cluster)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
@@ -243,7 +244,14 @@ def data_versions(uri: Annotated[str, typer.Argument(help="dataset artifact URI"
     console.print(versions_table(uri, list_versions(open_store(uri))))
 
 
+def _plugins() -> None:
+    """Commands of the pipelines and serving layers, registered through entry points."""
+    for entry in entry_points(group="segflow.commands"):
+        entry.load()(app)
+
+
 def main() -> None:
+    _plugins()
     try:
         app()
     except SegflowError as exc:

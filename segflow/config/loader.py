@@ -47,13 +47,31 @@ def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+def with_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
+    """A copy of `recipe` with dotted keys set (e.g. a search trial's {"training.lr": 0.01}), re-validated."""
+    raw = recipe.model_dump(mode="json")
+    for key, value in overrides.items():
+        _set(raw, key, value, f"{key}={value!r}")
+    return parse_recipe(raw, f"recipe {recipe.name!r} with overrides")
+
+
 def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
 
 
+def recipe_to_json(recipe: Recipe) -> str:
+    """One line of JSON: how a recipe travels as a pipeline parameter (KFP's IR header breaks on newlines)."""
+    return recipe.model_dump_json()
+
+
 def _read(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if str(name_or_path).startswith("s3://"):  # a recipe stored with a run (cluster jobs)
+        from segflow.store import open_store
+
+        parent, _, key = str(name_or_path).rpartition("/")
+        text, source = open_store(parent).get_text(key), str(name_or_path)
+    elif path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.is_file():
             raise ConfigError(f"recipe file {path} does not exist; give a YAML file or one of: "
                               f"{', '.join(list_recipes())}")
@@ -83,14 +101,18 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, value = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r} must look like key.path=value, e.g. training.epochs=3")
+    _set(raw, key.strip(), yaml.safe_load(value), override)
+
+
+def _set(raw: dict[str, Any], key: str, value: Any, what: str) -> None:
     node = raw
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {override!r}: {part!r} holds a value, not a section")
+            raise ConfigError(f"override {what}: {part!r} holds a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = value
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from segflow.data import PreparedDataset, open_dataset
@@ -45,7 +46,8 @@ def check_compatible(config: ModelConfig, dataset: PreparedDataset) -> None:
 def evaluate_split(model: nn.Module, config: ModelConfig, dataset: PreparedDataset, split: str = "val") -> Evaluation:
     check_compatible(config, dataset)
     images, targets = dataset.arrays(split)
-    return evaluate_arrays(model, config, images, targets, split)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return evaluate_arrays(model, config, images, targets, split, device=device)
 
 
 def write_evaluation(evaluation: Evaluation, config: ModelConfig, out_uri: str, *, history: list[dict],

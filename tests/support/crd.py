@@ -59,3 +59,18 @@ def validate(obj: dict) -> list[str]:
     validator = jsonschema.Draft7Validator(strict_schema(obj["apiVersion"], obj["kind"]))
     return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
             for e in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))]
+
+
+def validate_any(obj: dict, kubernetes_versions: tuple[str, ...] = ("1.30", "1.33")) -> list[str]:
+    """Strict validation of any object: CRD schemas for custom resources, kubernetes-validate otherwise."""
+    if is_custom(obj):
+        return validate(obj)
+    import kubernetes_validate
+
+    errors = []
+    for version in kubernetes_versions:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{obj['kind']}/{obj['metadata'].get('name')} @ {version}: {exc.message}")
+    return errors

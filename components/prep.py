@@ -1,0 +1,26 @@
+"""prep step: the recipe's raw data (or the synthetic set) -> a versioned Dataset artifact."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from segflow.components import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def prep(recipe_json: str, data_path: str, dataset: Output[Dataset]) -> str:
+    """Returns the dataset version (its content hash)."""
+    import json
+    from pathlib import Path
+
+    from segflow.config import parse_recipe
+    from segflow.data import prep as run_prep
+
+    recipe = parse_recipe(json.loads(recipe_json), "pipeline recipe")
+    result = run_prep(recipe, Path(data_path) if data_path else None, dataset.path, show_progress=False)
+    dataset.metadata.update({
+        "version": result.version,
+        "dataset_hash": result.manifest.dataset_hash,
+        "format": result.manifest.format,
+        "samples": {split: stats.samples for split, stats in result.manifest.splits.items()},
+    })
+    return result.version

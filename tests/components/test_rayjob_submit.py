@@ -1,0 +1,102 @@
+"""The train step's cluster mode: the RayJob it builds, and how it follows one to the end.
+
+No Kubernetes API server runs here, so submit-and-follow is exercised with the real
+kubernetes Python client against a loopback HTTP server that replays recorded RayJob
+statuses (tests/components/recorded/*.json, the shape KubeRay 1.7 writes). This is the one
+place a fake stands in for a server.
+"""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from support.crd import validate
+
+from segflow.components.rayjob import ClusterSettings, rayjob_manifest, submit_and_follow, to_s3
+from segflow.errors import PipelineError
+
+RECORDED = Path(__file__).parent / "recorded"
+
+
+def manifest(name="segflow-quickstart-1"):
+    return rayjob_manifest(name, "s3://runs/q/recipe.json", "s3://mlpipeline/data/q", "s3://mlpipeline/runs/q",
+                           ClusterSettings())
+
+
+def test_the_rayjob_validates_against_the_kuberay_crd():
+    job = manifest()
+    assert validate(job) == []
+    assert job["spec"]["entrypoint"].startswith("segflow train s3://runs/q/recipe.json --dataset s3://mlpipeline")
+    assert job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"][
+        "limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_kfp_minio_uris_become_s3():
+    assert to_s3("minio://mlpipeline/v2/artifacts/x") == "s3://mlpipeline/v2/artifacts/x"
+    with pytest.raises(PipelineError, match="not in object storage"):
+        to_s3("/tmp/local")
+
+
+class _Replay(BaseHTTPRequestHandler):
+    statuses: list = []
+    created: list = []
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).created.append((self.path, body))
+        self._send(201, body)
+
+    def do_GET(self):
+        job = dict(type(self).created[-1][1])
+        job["status"] = type(self).statuses.pop(0) if len(type(self).statuses) > 1 else type(self).statuses[0]
+        self._send(200, job)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def api():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
+    yield client.CustomObjectsApi(client.ApiClient(configuration))
+    server.shutdown()
+
+
+def replay(name):
+    _Replay.statuses = json.loads((RECORDED / name).read_text())["statuses"]
+    _Replay.created = []
+
+
+def test_follows_a_job_to_success(api):
+    replay("rayjob_succeeded.json")
+    status = submit_and_follow(api, manifest(), poll_s=0.01)
+    assert status["jobStatus"] == "SUCCEEDED"
+    path, body = _Replay.created[0]
+    assert path == "/apis/ray.io/v1/namespaces/segflow/rayjobs" and body["kind"] == "RayJob"
+
+
+def test_a_failed_job_fails_the_step_with_the_jobs_message(api):
+    replay("rayjob_failed.json")
+    with pytest.raises(PipelineError, match=r"(?s)ended FAILED: Job entrypoint command failed.*NaN/inf in epoch 3"):
+        submit_and_follow(api, manifest(), poll_s=0.01)
+
+
+def test_a_job_that_never_ends_times_out(api):
+    replay("rayjob_succeeded.json")
+    _Replay.statuses = _Replay.statuses[:3]
+    with pytest.raises(PipelineError, match="did not finish within"):
+        submit_and_follow(api, manifest(), poll_s=0.01, timeout_s=0.3)
