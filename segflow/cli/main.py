@@ -96,6 +96,29 @@ def train(
 
 
 @app.command()
+def distill(
+    recipe: Annotated[str, typer.Argument(help="recipe name or YAML path")],
+    teacher: Annotated[str, typer.Option("--teacher", help="the teacher's model artifact URI")],
+    student: Annotated[str, typer.Option("--student", help="NAME[:key=value,...], e.g. unet:depth=2,width=8")],
+    out: Annotated[str | None, typer.Option("--out", help="run URI; default runs/RECIPE-distill")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="a prepared dataset URI")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="raw dataset folder")] = None,
+    temperature: Annotated[float, typer.Option(help="softmax temperature of the soft targets")] = 4.0,
+    alpha: Annotated[float, typer.Option(help="weight of the distillation term (1-alpha on labels)")] = 0.5,
+    overrides: SetOption = None,
+) -> None:
+    """Train a smaller student against a teacher; report teacher vs student side by side."""
+    from segflow.compress.distill import distill as run_distill
+    from segflow.config import load_recipe
+
+    config = load_recipe(recipe, overrides)
+    result = run_distill(config, teacher, student, out or f"runs/{config.name}-distill", dataset_uri=dataset,
+                         data_path=data, temperature=temperature, alpha=alpha)
+    _print_outcome(result.student)
+    console.print(f"distillation report: {result.report}")
+
+
+@app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="model artifact URI (OUT/model of a training run)")],
     dataset: Annotated[str, typer.Option("--dataset", help="prepared dataset URI")],

@@ -1,0 +1,1 @@
+"""Smaller, faster models: knowledge distillation and architecture search, with side-by-side figures."""
