@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from minio.helpers import check_bucket_name
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from segflow.errors import StoreError
@@ -60,6 +61,13 @@ class S3Store(Store):
         parsed = urlparse(uri)
         if not parsed.netloc:
             raise StoreError(f"{uri!r} names no bucket; use s3://BUCKET/PREFIX")
+        try:
+            check_bucket_name(parsed.netloc)
+        except ValueError:
+            raise StoreError(
+                f"{parsed.netloc!r} in {uri!r} is not a valid bucket name: use 3-63 lowercase letters, "
+                "digits, dots and hyphens"
+            ) from None
         self.uri = uri.rstrip("/")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")

@@ -59,6 +59,11 @@ def test_missing_bucket_names_the_bucket(s3_env):
 def test_missing_credentials_fail_before_any_request(s3_env, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(StoreError, match="no S3 credentials.*AWS_SECRET_ACCESS_KEY"):
+        open_store("s3://bucket/x")
+
+
+def test_invalid_bucket_name_is_named(s3_env):
+    with pytest.raises(StoreError, match="'b' in 's3://b/x' is not a valid bucket name"):
         open_store("s3://b/x")
 
 
@@ -66,14 +71,14 @@ def test_missing_endpoint(monkeypatch):
     monkeypatch.delenv("SEGFLOW_S3_ENDPOINT", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with pytest.raises(StoreError, match="no S3 endpoint configured"):
-        open_store("s3://b/x")
+        open_store("s3://bucket/x")
 
 
 def test_server_down_is_a_clear_error_after_bounded_retries(s3_env, closed_port, monkeypatch):
     monkeypatch.setenv("SEGFLOW_S3_ENDPOINT", f"http://127.0.0.1:{closed_port}")
     started = time.monotonic()
     with pytest.raises(StoreError, match="cannot reach the S3 endpoint .* after 2 retries.*is the server running"):
-        open_store("s3://b/x", retries=2, backoff=0.05).put_bytes("k", b"v")
+        open_store("s3://bucket/x", retries=2, backoff=0.05).put_bytes("k", b"v")
     assert time.monotonic() - started < 10
 
 
