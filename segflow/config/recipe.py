@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 Task = Literal["segmentation", "classification"]
-SEGMENTATION_MODELS = ("unet", "fcn_vgg16", "deeplabv3_resnet50", "lraspp_mobilenet_v3_large")
-CLASSIFICATION_MODELS = ("resnet18", "resnet34", "vgg16", "smallcnn")
+SEGMENTATION_MODELS = ("unet", "fcn_vgg16", "deeplabv3_resnet50", "lraspp_mobilenet_v3_large", "darts")
+CLASSIFICATION_MODELS = ("resnet18", "resnet34", "vgg16", "smallcnn", "darts")
 ModelName = Literal[
     "unet",
     "fcn_vgg16",
@@ -26,6 +26,7 @@ ModelName = Literal[
     "resnet34",
     "vgg16",
     "smallcnn",
+    "darts",
 ]
 
 

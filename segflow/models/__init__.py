@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from segflow.compress.darts_cells import build_darts
 from segflow.config.recipe import ClassSpec, Task
 from segflow.errors import ModelError
 from segflow.models.classifiers import build_resnet, build_smallcnn, build_vgg16
@@ -29,7 +30,8 @@ def _small(config: ModelConfig) -> bool:
     return min(config.input_size) < 64
 
 
-MODELS: dict[str, tuple[Task, Builder]] = {
+# A task of None: the builder serves both tasks and checks the config's task itself (darts: its space's task).
+MODELS: dict[str, tuple[Task | None, Builder]] = {
     "unet": ("segmentation", lambda c, w: UNet(c.in_channels, c.out_channels, **c.params)),
     "fcn_vgg16": ("segmentation", lambda c, w: FCN8s(c.in_channels, c.out_channels, backbone_weights=w, **c.params)),
     "deeplabv3_resnet50": ("segmentation", lambda c, w: build_deeplabv3(c.in_channels, c.out_channels, w, **c.params)),
@@ -38,6 +40,7 @@ MODELS: dict[str, tuple[Task, Builder]] = {
     "resnet34": ("classification", lambda c, w: build_resnet(34, c.in_channels, c.out_channels, w, _small(c), **c.params)),
     "vgg16": ("classification", lambda c, w: build_vgg16(c.in_channels, c.out_channels, w, _small(c), **c.params)),
     "smallcnn": ("classification", lambda c, w: build_smallcnn(c.in_channels, c.out_channels, **c.params)),
+    "darts": (None, lambda c, w: build_darts(c)),
 }
 
 
@@ -73,7 +76,7 @@ def create_model(config: ModelConfig, weights: str | None = None) -> nn.Module:
         did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ModelError(f"unknown model {config.name!r}{did_you_mean}; known models: {', '.join(MODELS)}")
     task, builder = MODELS[config.name]
-    if task != config.task:
+    if task not in (None, config.task):
         raise ModelError(f"model {config.name!r} is a {task} model but the data is a {config.task} dataset")
     if config.binary and config.num_classes != 2:
         raise ModelError(f"a binary (sigmoid) head needs 2 classes, the data has {config.num_classes}")
