@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import nni
+
 from segflow.errors import SearchError
 
 BUDGET_KEY = "TRIAL_BUDGET"
@@ -51,16 +53,15 @@ def import_root(path: str) -> str:
 class Reporter:
     """`report(value, final=False)` as a trial function sees it; the return value is the final metric."""
 
-    def __init__(self, sdk):
-        self._sdk = sdk
+    def __init__(self):
         self.final: float | None = None
 
     def __call__(self, value: float, final: bool = False) -> None:
         if final:
             self.final = float(value)
-            self._sdk.report_final_result(self.final)
+            nni.report_final_result(self.final)
         else:
-            self._sdk.report_intermediate_result(float(value))
+            nni.report_intermediate_result(float(value))
 
     def finish(self, returned: float | None) -> None:
         """Report the returned metric unless the trial already reported its final one."""
@@ -75,13 +76,11 @@ def main(argv: list[str]) -> None:
     spec = json.loads(Path(argv[0]).read_text())
     sys.path.insert(0, spec["import_root"])
     trial = load_trial(spec["trial"])
-    import nni
-
     params = nni.get_next_parameter()
     args = dict(spec["args"])
     if BUDGET_KEY in params:
         args["budget"] = params.pop(BUDGET_KEY)
-    report = Reporter(nni)
+    report = Reporter()
     report.finish(trial(params, args, report))
 
 
