@@ -119,6 +119,32 @@ def distill(
 
 
 @app.command()
+def nas(
+    recipe: Annotated[str, typer.Argument(help="recipe name or YAML path")],
+    out: Annotated[str | None, typer.Option("--out", help="run URI; default runs/RECIPE-nas")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="a prepared dataset URI")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="raw dataset folder")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="search epochs; default: the recipe's search.max_epochs "
+                                                           "(retraining uses training.epochs)")] = None,
+    space: Annotated[list[str] | None, typer.Option("--space", help="search-space size, e.g. --space cells=2 "
+                                                    "--space width=8 --space nodes=3 --space 'ops=\\[sep_conv_3x3, zero]'")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="a model URI to compare with (e.g. the recipe's own model)")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Search a cell architecture with DARTS (NNI), retrain it from scratch, report it against a baseline."""
+    from segflow.compress.nas import nas as run_nas
+    from segflow.compress.nas import parse_space
+    from segflow.config import load_recipe
+
+    config = load_recipe(recipe, overrides)
+    result = run_nas(config, out or f"runs/{config.name}-nas", dataset_uri=dataset, data_path=data,
+                     search_epochs=epochs, space_settings=parse_space(space or []), baseline_uri=baseline)
+    _print_outcome(result.retrained)
+    console.print(f"architecture: {result.architecture_uri}")
+    console.print(f"architecture search report: {result.report}")
+
+
+@app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="model artifact URI (OUT/model of a training run)")],
     dataset: Annotated[str, typer.Option("--dataset", help="prepared dataset URI")],
@@ -153,95 +179,6 @@ def _print_metrics(metrics: dict) -> None:
         table.add_row(key, f"{value:.4f}")
     console.print(table)
 
-
-
-@app.command()
-def package(
-    model: Annotated[str, typer.Argument(help="model artifact URI (OUT/model of a training run)")],
-    out: Annotated[str | None, typer.Option("--out", help="archive artifact URI; default: archive/ beside the model")] = None,
-    name: Annotated[str | None, typer.Option(help="model name in the URLs; default: the recipe's name")] = None,
-    version: Annotated[str | None, typer.Option(help="model version to package (default: the latest)")] = None,
-) -> None:
-    """Build a TorchServe archive (.mar) from a model artifact and publish it with its sha256."""
-    from segflow.serving.archive import package as build_archive
-
-    archive = build_archive(model, out, name=name, version=version)
-    console.print(f"[green]archive {archive.version}[/green] at {archive.uri}")
-    console.print(f"{archive.manifest['mar']}: sha256 {archive.manifest['mar_sha256']}, "
-                  f"{archive.manifest['size_bytes']:,} bytes", soft_wrap=True)
-
-
-@app.command()
-def serve(
-    source: Annotated[str, typer.Argument(help="archive URI (segflow package), model URI (packaged first) or a .mar beside its manifest.json")],
-    port: Annotated[int | None, typer.Option(help="inference port on 127.0.0.1 (default: a free port)")] = None,
-    management_port: Annotated[int | None, typer.Option(help="management port on 127.0.0.1 (default: a free port)")] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus metrics port on 127.0.0.1 (default: a free port)")] = None,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="config, keys, logs, pid file and sockets; default runs/serve/NAME")] = None,
-) -> None:
-    """Serve a model with TorchServe on 127.0.0.1 until Ctrl-C: token auth on, Prometheus metrics."""
-    import signal
-    import tempfile
-
-    from segflow.serving.archive import resolve_archive
-    from segflow.serving.server import Ports, TorchServe
-
-    with tempfile.TemporaryDirectory(prefix="segflow-serve-") as staging:
-        mar, manifest = resolve_archive(source, Path(staging))
-        server = TorchServe(mar, manifest["name"], run_dir or Path("runs/serve") / manifest["name"],
-                            Ports.pick(port, management_port, metrics_port))
-        for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job starts with it ignored
-            signal.signal(sig, _interrupt)
-        endpoints = server.start()
-    _print_endpoints(endpoints, manifest)
-    try:
-        server.wait()
-        raise SegflowError(f"TorchServe stopped on its own; {server.log_tail()}")
-    except KeyboardInterrupt:
-        console.print("stopping TorchServe ...")
-    finally:
-        server.stop()
-    console.print("stopped")
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _print_endpoints(endpoints, manifest: dict) -> None:
-    console.print(f"[green]serving {endpoints.model}[/green] (archive sha256 {manifest['mar_sha256'][:16]}, "
-                  f"model version {manifest['model']['version']}); Ctrl-C stops it", soft_wrap=True)
-    console.print(f"  predictions: {endpoints.predictions}", soft_wrap=True)
-    console.print(f"  management:  {endpoints.management}", soft_wrap=True)
-    console.print(f"  metrics:     {endpoints.metrics}/metrics   (no key needed)", soft_wrap=True)
-    console.print(f"  keys:        {endpoints.key_file}   (inference key for predictions and /ping)", soft_wrap=True)
-    console.print(f"  logs:        {endpoints.logs}", soft_wrap=True)
-    console.print(f"  try: segflow predict IMAGE --endpoint {endpoints.predictions} --key-file {endpoints.key_file}", soft_wrap=True)
-
-
-@app.command()
-def predict(
-    image: Annotated[Path, typer.Argument(help="a PNG, JPEG, WebP or TIFF image")],
-    endpoint: Annotated[str, typer.Option("--endpoint", help="prediction URL printed by `segflow serve`")],
-    output_format: Annotated[str | None, typer.Option("--format", help="mask, json, overlay, cutout or topk; default: the server's")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="answer file; default: JSON to stdout, images to IMAGE.FORMAT.png here")] = None,
-    rle: Annotated[bool, typer.Option(help="with --format json: add COCO RLE per class")] = False,
-    token: Annotated[str | None, typer.Option(help="inference key (env SEGFLOW_TOKEN)", envvar="SEGFLOW_TOKEN")] = None,
-    key_file: Annotated[Path | None, typer.Option("--key-file", help="TorchServe key_file.json (in the serve run directory)")] = None,
-) -> None:
-    """Send an image to a served model and save or print the answer."""
-    from segflow.serving.client import InferenceClient, token_from
-
-    if not image.is_file():
-        raise SegflowError(f"image {image} does not exist")
-    with InferenceClient(endpoint, token_from(token, key_file)) as client:
-        answer = client.predict(image.read_bytes(), output_format, rle)
-    if out is None and answer.content_type.startswith("application/json"):
-        console.print_json(answer.body.decode())
-        return
-    target = out or Path(f"{image.stem}.{output_format or 'prediction'}.png")
-    target.write_bytes(answer.body)
-    console.print(f"{answer.content_type or 'answer'} written to {target}")
 
 
 @data_app.command("inspect")

@@ -85,6 +85,27 @@ def load_model(uri: str, version: str | None = None) -> tuple[nn.Module, ModelCo
     return for_inference(model), config, card
 
 
+def load_model_dir(folder: Path) -> tuple[nn.Module, ModelConfig, dict]:
+    """(model in eval mode, its config, its card) from a local folder holding the artifact files.
+
+    Serving uses it: TorchServe unpacks a .mar into a folder, with no store around it.
+    """
+    folder = Path(folder)
+    for name in (WEIGHTS, CONFIG):
+        if not (folder / name).is_file():
+            raise ModelError(f"{folder} has no {name}; it is not a model artifact folder "
+                             "(package a model with `segflow package`)")
+    config = ModelConfig.model_validate_json((folder / CONFIG).read_text())
+    try:
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{folder / WEIGHTS} is not a plain state dict ({exc})") from None
+    card = json.loads((folder / CARD).read_text()) if (folder / CARD).is_file() else {}
+    model = create_model(config)
+    load_weights(model, state, str(folder / WEIGHTS))
+    return for_inference(model), config, card
+
+
 def load_history(uri: str, version: str | None = None) -> list[dict]:
     store = open_store(uri)
     version, _ = read_manifest(store, version)

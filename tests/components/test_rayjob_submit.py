@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from support.crd import validate
 
 from segflow.components.rayjob import ClusterSettings, rayjob_manifest, submit_and_follow, to_s3
 from segflow.errors import PipelineError
+from support.crd import validate
 
 RECORDED = Path(__file__).parent / "recorded"
 

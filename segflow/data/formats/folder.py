@@ -90,7 +90,7 @@ class FolderReader(Reader):
         values = _read_index_values(path)
         ignore, num_classes = self.config.ignore_index, len(self.classes())
         found, pixels = np.unique(values, return_counts=True)
-        strangers = [(int(v), int(n)) for v, n in zip(found, pixels) if v >= num_classes and v != ignore]
+        strangers = [(int(v), int(n)) for v, n in zip(found, pixels, strict=True) if v >= num_classes and v != ignore]
         if strangers and self.config.unknown_colours == "error":
             listed = ", ".join(f"{v} ({n} px)" for v, n in strangers[:8])
             raise DataError(

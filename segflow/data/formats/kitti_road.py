@@ -14,7 +14,6 @@ from pathlib import Path
 
 from segflow.config.recipe import ClassSpec
 from segflow.data.base import Reader, Sample, SourceItem, check_same_size, decode_colour_mask, read_rgb
-from segflow.errors import DataError
 
 TOP_FOLDER = "data_road"
 IMAGE_NAME = re.compile(r"^(um|umm|uu)_(\d+)\.png$")

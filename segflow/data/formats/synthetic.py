@@ -56,7 +56,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     base = rng.integers(60, 140)
     noise = rng.normal(0, 12, (height, width, 1))
     yy, xx = np.mgrid[0:height, 0:width]
-    stripes = 10 * np.sin((xx * rng.uniform(0.05, 0.3) + yy * rng.uniform(0.05, 0.3)))[..., None]
+    stripes = 10 * np.sin(xx * rng.uniform(0.05, 0.3) + yy * rng.uniform(0.05, 0.3))[..., None]
     return np.clip(base + noise + stripes, 0, 255).repeat(3, axis=2).astype(np.uint8)
 
 
