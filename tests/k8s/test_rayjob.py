@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from support.crd import validate, validate_any
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
