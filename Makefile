@@ -33,10 +33,10 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	  || { echo "torchvision cannot load its operators: torch is not PyPI's build (see constraints.in)"; exit 1; }
 	@touch $@
 
-# The main job: prep the embedded synthetic set, train on 2 Ray workers, evaluate and report.
+# The main job: the train_and_serve pipeline on the embedded synthetic set, through kfp.local:
+# prep, training on 2 Ray workers, evaluation and report, and a TorchServe archive.
 run: venv
-	$(BIN)/segflow train quickstart --out $(RUN_DIR)/quickstart
-	$(BIN)/segflow data inspect $(RUN_DIR)/quickstart/dataset
+	$(BIN)/segflow run quickstart --run-dir $(RUN_DIR)/quickstart
 
 test: venv
 	$(call debian_packages,prometheus,true)

@@ -60,4 +60,8 @@ def summary(run: LocalRun) -> dict[str, str]:
         rows["report (HTML)"] = artifact(run.tasks["train"], "report")["uri"]
         for key, value in artifact(run.tasks["train"], "metrics")["metadata"].items():
             rows[f"metric: {key}"] = f"{value:.4f}" if isinstance(value, float) else str(value)
+    if "package" in run.tasks:
+        archive = artifact(run.tasks["package"], "archive")
+        rows["TorchServe archive"] = f"{archive['uri']}/{archive['metadata']['mar']}"
+        rows["archive sha256"] = archive["metadata"]["mar_sha256"]
     return rows

@@ -1,14 +1,14 @@
-"""train_and_serve: prep -> train -> evaluate -> package -> [deploy], Kubernetes settings included.
+"""train_and_serve: prep -> train -> evaluate -> package, Kubernetes settings included.
 
-Optional steps are switched by pipeline parameters with dsl.If, so the same compiled
-pipeline serves a quick run and a full one from the Kubeflow UI. Deploy is gated on the
-quality metric reaching `deploy_threshold`. kfp-kubernetes settings (MinIO credentials from a
-Secret, GPU node selection) apply in a cluster; kfp.local ignores them with a warning.
+`cluster` switches training between local Ray in the step's pod and a KubeRay RayJob.
+kfp-kubernetes settings (MinIO credentials from a Secret, GPU node selection) apply in a
+cluster; kfp.local ignores them with a warning.
 """
 
 from kfp import dsl, kubernetes
 
 from segflow.components.evaluate import evaluate
+from segflow.components.package import package
 from segflow.components.prep import prep
 from segflow.components.train import train
 
@@ -37,3 +37,4 @@ def train_and_serve(recipe_json: str, data_path: str = "", cluster: bool = False
                                cluster=cluster).set_display_name("train"))
     on_gpu(in_cluster(evaluate(model=trained.outputs["run"], dataset=data.outputs["dataset"], split="val")
                       .set_display_name("evaluate")))
+    in_cluster(package(model=trained.outputs["run"]).set_display_name("package"))

@@ -26,3 +26,6 @@ def test_segflow_run_quickstart_produces_model_metrics_report(tmp_path):
     html = (run / "train" / "report").read_text()
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html
     assert (run / "evaluate" / "report").is_file()
+    assert "TorchServe archive" in result.stdout
+    mar = next((run / "package" / "archive").glob("*/quickstart.mar"))
+    assert mar.stat().st_size > 0
