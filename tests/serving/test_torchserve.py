@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port, wait_for_port
 from PIL import Image
 from pycocotools import mask as coco_mask
 
@@ -32,6 +31,7 @@ from segflow.data.palette import palette
 from segflow.serving.archive import package
 from segflow.serving.client import InferenceClient, Prediction
 from segflow.serving.server import read_keys
+from support.net import free_port, wait_for_port
 from support.serving import (
     MAX_PIXELS,
     bad_inputs,
