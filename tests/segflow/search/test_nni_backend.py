@@ -229,12 +229,12 @@ def test_failing_trials_end_the_search_with_a_pointer_to_their_logs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_ctrl_c_stops_the_manager_and_the_running_trial(tmp_path):
     port = free_port()
 
     def interrupt_once_a_trial_runs() -> None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # NNI may restart a late dispatcher a few times on a loaded machine
         while time.monotonic() < deadline:
             try:
                 jobs = requests.get(f"http://127.0.0.1:{port}/api/v1/nni/trial-jobs", timeout=2).json()
@@ -247,8 +247,8 @@ def test_ctrl_c_stops_the_manager_and_the_running_trial(tmp_path):
 
     threading.Thread(target=interrupt_once_a_trial_runs, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        run_nni(search("tpe", trials=2, concurrency=1), "nni_trial_functions:sleeps", {"seconds": 60}, tmp_path,
-                port=port, timeout_s=90)
+        run_nni(search("tpe", trials=2, concurrency=1), "nni_trial_functions:sleeps", {"seconds": 120}, tmp_path,
+                port=port, timeout_s=160)
     assert leftover_processes(tmp_path) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/", timeout=2)
