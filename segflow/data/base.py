@@ -7,7 +7,7 @@ not split, resize or write anything; prep does that the same way for every forma
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +97,20 @@ class Reader(ABC):
 
     def layout_hint(self) -> str:
         return "see docs/data.md for the expected layout"
+
+    def paired(self, item: SourceItem, decode_mask: Callable[[Path], np.ndarray]) -> Sample:
+        """The image and decoded mask of an (image, mask) item, refused unless their sizes match."""
+        image_path, mask_path = item.files
+        image = read_rgb(image_path)
+        mask = decode_mask(mask_path)
+        check_same_size(image, mask, image_path, mask_path)
+        return Sample(image=image, target=mask)
+
+    def colour_mask(self, path: Path, ignore_colours: list[str], unknown_policy: str, fix: str) -> np.ndarray:
+        """decode_colour_mask with this reader's classes, ignore_index and colour counters."""
+        return decode_colour_mask(path, self.classes(), ignore_index=self.config.ignore_index,
+                                  ignore_colours=ignore_colours, unknown_policy=unknown_policy,
+                                  ignored=self.ignored, unknown=self.unknown, fix=fix)
 
     def checked(self, items: list[SourceItem], unpaired: list[str], where: Path, fix: str) -> list[SourceItem]:
         """`items`, unless some images had no mask (`unpaired`, listed with `fix`) or none were found."""

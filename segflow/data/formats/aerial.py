@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segflow.config.recipe import ClassSpec
-from segflow.data.base import Reader, Sample, SourceItem, check_same_size, decode_colour_mask, read_rgb
+from segflow.data.base import Reader, Sample, SourceItem
 from segflow.errors import DataError
 
 TOP_FOLDER = "Semantic segmentation dataset"
@@ -48,20 +48,13 @@ class AerialReader(Reader):
         return self.checked(items, unpaired, top, "add the masks or remove those images")
 
     def load(self, item: SourceItem) -> Sample:
-        image_path, mask_path = item.files
-        image = read_rgb(image_path)
-        mask = decode_colour_mask(
-            mask_path,
-            self.classes(),
-            ignore_index=self.config.ignore_index,
-            ignore_colours=self.config.ignore_colours,
-            unknown_policy=self.config.unknown_colours,
-            ignored=self.ignored,
-            unknown=self.unknown,
+        return self.paired(item, self._mask)
+
+    def _mask(self, path: Path):
+        return self.colour_mask(
+            path, self.config.ignore_colours, self.config.unknown_colours,
             fix="add them to data.classes or data.ignore_colours, or set data.unknown_colours: ignore",
         )
-        check_same_size(image, mask, image_path, mask_path)
-        return Sample(image=image, target=mask)
 
 
 def _tile_order(path: Path) -> tuple[int, str]:

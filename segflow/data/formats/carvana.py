@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from segflow.config.recipe import ClassSpec
-from segflow.data.base import Reader, Sample, SourceItem, check_same_size, open_image, read_rgb
+from segflow.data.base import Reader, Sample, SourceItem, open_image
 from segflow.errors import ConfigError
 
 
@@ -44,11 +44,7 @@ class CarvanaReader(Reader):
         return self.checked(items, unpaired, images, "unzip train_masks.zip next to train/ or remove those images")
 
     def load(self, item: SourceItem) -> Sample:
-        image_path, mask_path = item.files
-        image = read_rgb(image_path)
-        mask = (_read_values(mask_path) != 0).astype(np.uint8)
-        check_same_size(image, mask, image_path, mask_path)
-        return Sample(image=image, target=mask)
+        return self.paired(item, lambda path: (_read_values(path) != 0).astype(np.uint8))
 
 
 def _read_values(path: Path) -> np.ndarray:

@@ -20,10 +20,7 @@ from segflow.data.base import (
     Reader,
     Sample,
     SourceItem,
-    check_same_size,
-    decode_colour_mask,
     open_image,
-    read_rgb,
 )
 from segflow.errors import ConfigError, DataError
 
@@ -68,21 +65,11 @@ class FolderReader(Reader):
         return self.checked(items, unpaired, images, "add the masks or remove those images")
 
     def load(self, item: SourceItem) -> Sample:
-        image_path, mask_path = item.files
-        image = read_rgb(image_path)
-        mask = self._colour_mask(mask_path) if self._colour_coded() else self._index_mask(mask_path)
-        check_same_size(image, mask, image_path, mask_path)
-        return Sample(image=image, target=mask)
+        return self.paired(item, self._colour_mask if self._colour_coded() else self._index_mask)
 
     def _colour_mask(self, path: Path) -> np.ndarray:
-        return decode_colour_mask(
-            path,
-            self.classes(),
-            ignore_index=self.config.ignore_index,
-            ignore_colours=[],
-            unknown_policy=self.config.unknown_colours,
-            ignored=self.ignored,
-            unknown=self.unknown,
+        return self.colour_mask(
+            path, [], self.config.unknown_colours,
             fix="add them to the classes (data.classes or classes.yaml) or set data.unknown_colours: ignore",
         )
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from segflow.config.recipe import ClassSpec
-from segflow.data.base import Reader, Sample, SourceItem, check_same_size, decode_colour_mask, read_rgb
+from segflow.data.base import Reader, Sample, SourceItem
 
 TOP_FOLDER = "data_road"
 IMAGE_NAME = re.compile(r"^(um|umm|uu)_(\d+)\.png$")
@@ -55,17 +55,10 @@ class KittiRoadReader(Reader):
         return self.checked(items, unpaired, images, "re-extract data_road.zip or remove those images")
 
     def load(self, item: SourceItem) -> Sample:
-        image_path, truth_path = item.files
-        image = read_rgb(image_path)
-        mask = decode_colour_mask(
-            truth_path,
-            self.classes(),
-            ignore_index=self.config.ignore_index,
-            ignore_colours=[OUTSIDE_VALID_AREA],
-            unknown_policy="error",
-            ignored=self.ignored,
-            unknown=self.unknown,
+        return self.paired(item, self._mask)
+
+    def _mask(self, path: Path):
+        return self.colour_mask(
+            path, [OUTSIDE_VALID_AREA], "error",
             fix="KITTI road ground truth holds only magenta, red and black; re-extract data_road.zip",
         )
-        check_same_size(image, mask, image_path, truth_path)
-        return Sample(image=image, target=mask)
