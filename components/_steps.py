@@ -14,9 +14,7 @@ from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.evaluate.report import to_html
 from segflow.store import download_tree, open_store
-from segflow.train.metrics import scalars
-
-QUALITY = {"segmentation": "miou", "classification": "accuracy"}
+from segflow.train.metrics import QUALITY, scalars
 
 
 def train_run(recipe: Recipe, overrides: dict[str, Any], dataset, run, cluster: bool) -> dict:

@@ -15,8 +15,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from segflow.models import ModelConfig, count_parameters
 from segflow.models.artifact import cpu_latency_ms
+from segflow.train.metrics import QUALITY
 
-QUALITY = {"segmentation": ("miou", "mIoU"), "classification": ("accuracy", "accuracy")}
+LABELS = {"miou": "mIoU", "accuracy": "accuracy"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def gflops(model: nn.Module, config: ModelConfig) -> float:
 
 
 def table(rows: list[ModelFigures], task: str, split: str) -> str:
-    label = QUALITY[task][1]
+    label = LABELS[QUALITY[task]]
     base = rows[0]
     lines = [f"| model | role | parameters | size | GFLOPs | CPU latency p50 | {label} ({split}) |",
              "|---|---|---|---|---|---|---|"]

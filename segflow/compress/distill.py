@@ -20,6 +20,7 @@ from segflow.evaluate import check_compatible, evaluate_split
 from segflow.models.artifact import load_model
 from segflow.store import join_uri, open_store
 from segflow.train.job import DistillSpec
+from segflow.train.metrics import QUALITY
 from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "knowledge-distillation.md"
@@ -64,7 +65,7 @@ def distill(recipe: Recipe, teacher_uri: str, student_spec: str, out_uri: str, *
                     card_extra={"teacher": f"{teacher_uri} (version {teacher_card.get('version', '')})"})
     split = outcome.evaluation.evaluation.split
     student, student_config, _ = load_model(outcome.model_uri)
-    quality = "miou" if recipe.task == "segmentation" else "accuracy"
+    quality = QUALITY[recipe.task]
     figures = [
         measure("teacher", teacher, teacher_config, evaluate_split(teacher, teacher_config, dataset, split).metrics[quality]),
         measure("student", student, student_config, outcome.evaluation.evaluation.metrics[quality]),

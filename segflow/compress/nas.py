@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from torch import nn
 
-from segflow.compress.compare import QUALITY, ModelFigures, measure, table
+from segflow.compress.compare import ModelFigures, measure, table
 from segflow.compress.darts_cells import (
     SPACE_VERSION,
     SPACES,
@@ -39,6 +39,7 @@ from segflow.evaluate import check_compatible, evaluate_split
 from segflow.models import ModelConfig
 from segflow.models.artifact import load_model
 from segflow.store import join_uri, open_store
+from segflow.train.metrics import QUALITY
 from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "neural-arch-search.md"
@@ -87,7 +88,7 @@ def nas(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_pa
     store.put_text(ARCHITECTURE, json.dumps(document, indent=2))
     retrained = _retrain(recipe, document, out_uri, dataset.uri, show_progress)
     split = retrained.evaluation.evaluation.split
-    quality = QUALITY[recipe.task][0]
+    quality = QUALITY[recipe.task]
     figures = [_searched(retrained, quality, f"darts ({space}, {size.describe()})")]
     if baseline:
         model, config = baseline

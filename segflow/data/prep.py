@@ -50,7 +50,8 @@ def prep(recipe: Recipe, data_root: Path | None, out_uri: str, *, force: bool = 
          show_progress: bool = True) -> PrepResult:
     """Prepare `recipe`'s dataset found at `data_root` into the store at `out_uri`."""
     root = data_root if data_root is not None else (Path(recipe.data.path) if recipe.data.path else None)
-    reader = make_reader(recipe.data, root.expanduser().resolve() if root else None)
+    root = root.expanduser().resolve() if root else None
+    reader = make_reader(recipe.data, root)
     items = reader.scan()
     store = open_store(out_uri)
     with _progress(show_progress) as progress:
@@ -84,7 +85,7 @@ def _hash_sources(paths: list[Path], root: Path | None, progress: Progress) -> d
     task = progress.add_task("hashing sources", total=len(paths))
     hashes = {}
     for path in paths:
-        key = path.relative_to(root.expanduser().resolve()).as_posix() if root else path.as_posix()
+        key = path.relative_to(root).as_posix() if root else path.as_posix()
         hashes[key] = sha256_file(path)
         progress.advance(task)
     return hashes

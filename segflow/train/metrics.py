@@ -21,6 +21,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+# The one number that ranks models of a task (reports, gating, distillation/search tables).
+QUALITY = {"segmentation": "miou", "classification": "accuracy"}
+
 
 def build_metrics(task: str, num_classes: int, ignore_index: int) -> MetricCollection:
     common = {"num_classes": num_classes, "average": "none"}
