@@ -49,7 +49,7 @@ _START_LOCK = threading.Lock()
 SEGFLOW_ROOT = Path(segflow.__file__).resolve().parents[1]
 
 # algo -> NNI built-in tuner, for those that work as shipped; the others are in nni_tuners.FIXED.
-BUILTIN = {"tpe": "TPE", "evolution": "Evolution", "dngo": "DNGO"}
+BUILTIN = {"evolution": "Evolution", "dngo": "DNGO"}
 
 
 class DispatcherLate(SearchError):

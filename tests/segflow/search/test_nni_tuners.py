@@ -16,12 +16,14 @@ from ConfigSpace import UniformFloatHyperparameter
 from nni.algorithms.hpo.gp_tuner import GPTuner
 from nni.algorithms.hpo.hyperopt_tuner import HyperoptTuner
 from nni.algorithms.hpo.metis_tuner import MetisTuner
+from nni.algorithms.hpo.tpe_tuner import TpeTuner
 
 from segflow.search.nni_tuners.anneal import Anneal
 from segflow.search.nni_tuners.config_space import config_space
 from segflow.search.nni_tuners.gp import GP
 from segflow.search.nni_tuners.metis import Metis
 from segflow.search.nni_tuners.smac3 import Smac
+from segflow.search.nni_tuners.tpe import Tpe
 
 SPACE = {
     "x": {"_type": "uniform", "_value": [-2.0, 2.0]},
@@ -72,6 +74,34 @@ def assert_in_space(suggestions: list[dict], space: dict) -> None:
                 assert bounds[0] <= value <= bounds[1]
             if spec["_type"] == "quniform":
                 assert math.isclose(value % bounds[2], 0) or math.isclose(value, bounds[1]), f"{name}={value}"
+
+
+# ---- TPE ---------------------------------------------------------------------------------------
+
+
+def end_before_result(tuner, trials: int) -> list[dict]:
+    """The order a busy NNI manager can deliver: each trial's end, then its final metric."""
+    tuner.update_search_space(SPACE)
+    suggestions = []
+    for parameter_id in range(trials):
+        params = tuner.generate_parameters(parameter_id)
+        tuner.trial_end(parameter_id, True)
+        tuner.receive_trial_result(parameter_id, params, loss(params))
+        suggestions.append(params)
+    return suggestions
+
+
+def test_upstream_tpe_loses_a_result_that_comes_after_the_trial_end():
+    with pytest.raises(KeyError):
+        end_before_result(TpeTuner(optimize_mode="minimize"), 1)
+
+
+def test_tpe_learns_from_a_result_that_comes_after_the_trial_end():
+    tuner = Tpe(optimize_mode="minimize", seed=0)
+    suggestions = end_before_result(tuner, 25)  # past TPE's 20 random start-up trials
+    assert_in_space(suggestions, SPACE)
+    assert all(len(records) == 25 for records in tuner._history.values())
+    assert not tuner._running_params
 
 
 # ---- Anneal ------------------------------------------------------------------------------------
