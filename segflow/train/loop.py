@@ -121,7 +121,7 @@ def _loaders(job: TrainJob, rank: int, world: int) -> tuple[DataLoader, DataLoad
     if job.recipe.training.augment:
         augment = segmentation_augment() if task == "segmentation" else classification_augment(images.shape[1])
     generator = torch.Generator().manual_seed(job.recipe.training.seed)
-    train = DataLoader(ArrayDataset(images, targets, augment), batch_size=batch, shuffle=True,
+    train = DataLoader(ArrayDataset(images, targets), batch_size=batch, shuffle=True, collate_fn=augment,
                        drop_last=len(images) > batch * world, generator=generator)
     train = ray.train.torch.prepare_data_loader(train, move_to_device=False)
     val_images, val_targets = dataset.arrays("val")
