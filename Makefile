@@ -10,9 +10,10 @@ RUN_DIR ?= out
 
 .PHONY: venv run test lock clean
 
-# Debian packages: swig builds pyrfr (SMAC3's random forest); the tests run Prometheus as a
-# local process (without it those tests skip and say why). Installed with apt when running as
-# root; otherwise named with the command to run, and the build stops only for required ones.
+# Debian packages: swig builds pyrfr (SMAC3's random forest); the tests run Prometheus and nginx
+# (the Helm chart's gateway) as local processes (without them those tests skip and say why).
+# Installed with apt when running as root; otherwise named with the command to run, and the
+# build stops only for required ones.
 define debian_packages
 	@missing=""; for cmd in $(1); do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
@@ -39,7 +40,7 @@ run: venv
 	$(BIN)/segflow run quickstart --run-dir $(RUN_DIR)/quickstart
 
 test: venv
-	$(call debian_packages,prometheus,true)
+	$(call debian_packages,prometheus nginx,true)
 	$(BIN)/python -m pytest
 
 # Re-resolve constraints.in + the extras into the full lock, in a throw-away venv.

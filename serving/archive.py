@@ -170,6 +170,21 @@ def resolve_archive(source: str, model_store: Path) -> tuple[Path, dict]:
                                f"kind {ARCHIVE_KIND!r} and no weights_sha256); give OUT/model or OUT/archive")
         archive = _archive_for_model(source, manifest)
         store, version, manifest = open_store(archive.uri), archive.version, archive.manifest
+    return _download_verified(store, version, manifest, model_store)
+
+
+def fetch_archive(uri: str, model_store: Path) -> tuple[Path, dict]:
+    """A verified NAME.mar in `model_store` from an archive URI (ARCHIVE_URI for the latest version,
+    ARCHIVE_URI/VERSION for one): a read-only download, unlike resolve_archive, which may package a model."""
+    store = open_store(uri)
+    version, manifest = read_manifest(store)
+    if manifest.get("kind") != ARCHIVE_KIND:
+        raise ServingError(f"{uri} is not an archive artifact (its manifest has no kind {ARCHIVE_KIND!r}); give the "
+                           "--out of `segflow package` (OUT/archive), or OUT/archive/VERSION for one version")
+    return _download_verified(store, version, manifest, model_store)
+
+
+def _download_verified(store, version: str, manifest: dict, model_store: Path) -> tuple[Path, dict]:
     prefix = f"{version}/" if version else ""
     mar = store.get_file(prefix + manifest["mar"], model_store / manifest["mar"])
     verify(mar, manifest, join_uri(store.uri, prefix + manifest["mar"]))

@@ -1,0 +1,48 @@
+"""charts/segflow rendered with the Helm SDK (helm-python-sdk), as `helm template` renders it: no cluster.
+
+Rendering merges the values with the chart's defaults and checks them against
+values.schema.json first, so invalid values raise here exactly where `helm install` refuses them.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import yaml
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "segflow"
+RELEASE = NAMESPACE = "segflow"
+
+
+@functools.cache
+def chart():
+    import helm_python
+
+    return helm_python.Chart.load(CHART)
+
+
+def render(values: dict | None = None, release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, str]:
+    """Template path (relative to the chart) -> rendered text, empty templates left out."""
+    rendered = chart().render(values or {}, name=release, namespace=namespace, is_install=True)
+    return {path.split("/", 1)[1]: text for path, text in rendered.items() if text.strip()}
+
+
+def render_objects(values: dict | None = None, release: str = RELEASE, namespace: str = NAMESPACE) -> list[dict]:
+    """Every object the release creates (hooks and the test pod included), namespaced as an install does."""
+    objects = []
+    for path, text in render(values, release, namespace).items():
+        if path.endswith(".txt"):
+            continue
+        for obj in yaml.safe_load_all(text):
+            if obj:
+                obj["metadata"].setdefault("namespace", namespace)
+                objects.append(obj)
+    return objects
+
+
+def find(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    """The one object of `kind` (and `name`, when several)."""
+    matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"{len(matches)} {kind} objects named {name or 'anything'} in {[o['kind'] for o in objects]}"
+    return matches[0]
