@@ -13,8 +13,8 @@ private mount namespaces with a read-only root, as uid 1000:
 Then a real Prometheus scrapes TorchServe with the job prometheus-operator would build from the
 chart's ServiceMonitor, loads the chart's PrometheusRule, and a cAdvisor stand-in serves the
 containers' real CPU and memory (tests/support/cadvisor.py). Values differ from the defaults only
-where a laptop needs it: free loopback ports, 1 s scrapes and 1 s `for:` durations, so the down
-alert fires within seconds rather than minutes. Dashboard queries have Grafana's
+where a laptop needs it: free loopback ports, 1 s scrapes and `for:` durations of seconds, so the
+down alert fires within seconds rather than minutes. Dashboard queries have Grafana's
 $__rate_interval replaced by 10s and their variables by the values the dashboard defaults to.
 """
 
@@ -94,7 +94,8 @@ def release(tmp_path_factory, s3_server):
         "gateway": {"port": gateway},
         "service": {"port": gateway, "metricsPort": ports["metrics"]},
         "serviceMonitor": {"interval": "1s", "scrapeTimeout": "1s"},
-        "prometheusRule": {"for": {"down": "1s", "errors": "1s", "latency": "1s", "queue": "1s"}},
+        # 3 failed 1 s scrapes in a row, so one slow scrape on a busy machine is not an outage
+        "prometheusRule": {"for": {"down": "3s", "errors": "1s", "latency": "1s", "queue": "1s"}},
     }
     objects = render_objects(values) + [_s3_secret(s3_server)]
     _publish_tiny_archive(s3_server, bucket, root)
@@ -108,7 +109,7 @@ def release(tmp_path_factory, s3_server):
         assert pod.run("fetch-model", logs / "fetch-model.log", timeout=180) == 0, (logs / "fetch-model.log").read_text()
         torchserve = pod.start("torchserve", logs / "torchserve.log")
         nginx = pod.start("gateway", logs / "gateway.log", command=["sh", "-ec", NGINX_ENTRYPOINT])
-        _wait_ready(f"http://127.0.0.1:{gateway}/ping", torchserve, nginx, logs)
+        _wait_ready(pod, torchserve, nginx, logs)
         kubelet_port = free_port()
         kubelet = cadvisor.serve({(NAMESPACE, POD, "torchserve"): torchserve.pid,
                                   (NAMESPACE, POD, "gateway"): nginx.pid}, kubelet_port)
@@ -154,18 +155,20 @@ def _publish_tiny_archive(s3_server, bucket: str, root: Path) -> None:
         package(str(root / "model"), f"s3://{bucket}/tiny/archive", name="tiny")
 
 
-def _wait_ready(ping: str, torchserve, nginx, logs: Path, timeout: float = 240) -> None:
-    """The readiness probe, as the kubelet runs it: GET /ping on the gateway until 200."""
+def _wait_ready(pod: Pod, torchserve, nginx, logs: Path, timeout: float = 240) -> None:
+    """The torchserve container's startup probe, run as the kubelet runs it (an exec in the container)."""
+    probe = pod.container("torchserve")["startupProbe"]["exec"]["command"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, process in (("torchserve", torchserve), ("gateway", nginx)):
             if process.poll() is not None:
                 pytest.fail(f"the {name} container exited with {process.returncode}:\n"
                             f"{(logs / f'{name}.log').read_text()[-3000:]}")
-        if _get(ping)[0] == 200:
+        if pod.run("torchserve", logs / "probe.log", timeout=30, command=probe) == 0:
             return
-        time.sleep(0.5)
-    pytest.fail(f"/ping did not answer 200 within {timeout:.0f} s:\n{(logs / 'torchserve.log').read_text()[-3000:]}")
+        time.sleep(1)
+    pytest.fail(f"the startup probe did not pass within {timeout:.0f} s:\n{(logs / 'probe.log').read_text()[-2000:]}\n"
+                f"{(logs / 'torchserve.log').read_text()[-3000:]}")
 
 
 def _get(url: str, headers: dict | None = None) -> tuple[int, str]:
@@ -220,8 +223,8 @@ def test_the_gateway_admits_only_the_token_and_answers_ping_for_probes(release):
     with InferenceClient(release.predictions, release.token) as client:
         answer = client.predict(image, "json")
     assert answer.json()["width"] == 50
-    assert _get(f"{release.gateway}/ping") == (200, _get(f"{release.gateway}/ping")[1])
-    assert json.loads(_get(f"{release.gateway}/ping")[1])["status"] == "Healthy"
+    status, text = _get(f"{release.gateway}/ping")  # no token: the kubelet's probes have none
+    assert status == 200 and json.loads(text)["status"] == "Healthy"
 
 
 def test_helm_test_pod_sends_an_image_through_the_service_and_passes(release, tmp_path):
@@ -293,7 +296,7 @@ def test_the_down_alert_fires_after_torchserve_is_stopped_by_its_prestop_hook(re
     """Last in the module: it stops TorchServe the way the pod's termination would."""
     prometheus = release.prometheus
     prometheus.wait_for(lambda: prometheus.query('up{job="segflow"} == 1'), 30, "the metrics target never came up")
-    assert "SegflowServingDown" not in prometheus.alerts()
+    assert prometheus.alerts().get("SegflowServingDown") != "firing"
     container = release.pod.container("torchserve")
     hook = container["lifecycle"]["preStop"]["exec"]["command"]
     assert release.pod.run("torchserve", release.logs / "prestop.log", timeout=120, command=hook) == 0, \

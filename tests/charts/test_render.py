@@ -156,9 +156,11 @@ def test_the_management_api_is_reachable_from_nowhere(rendered):
 def test_probes_need_no_token_and_the_gateway_refuses_requests_without_one():
     objects = render_objects()
     serving = find(objects, "Deployment")["spec"]["template"]["spec"]
-    torchserve = next(c for c in serving["containers"] if c["name"] == "torchserve")
+    torchserve, gateway = serving["containers"]
     for probe in ("startupProbe", "readinessProbe"):
-        assert torchserve[probe]["httpGet"] == {"path": "/ping", "port": "gateway"}
+        assert torchserve[probe]["exec"]["command"] == ["python", "/srv/segflow/config/check_ready.py",
+                                                        "http://127.0.0.1:8081", "quickstart"]
+    assert gateway["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "gateway"}
     template = find(objects, "ConfigMap", "segflow")["data"]["gateway.conf.template"]
     assert "location = /ping" in template and "return 401" in template and '"Bearer ${SEGFLOW_TOKEN}" 1;' in template
 
