@@ -7,4 +7,6 @@
     archive    `segflow package`: model artifact -> .mar with its sha256, and the check before serving
     server     `segflow serve`: one TorchServe whose every file lives in a run directory
     client     `segflow predict`: HTTP with the key, the Content-Type and the output choice
+    management TorchServe's management API: register a version, make it the default, list versions
+    deploy     `segflow deploy`: an archive version live on a running TorchServe, or the `helm upgrade` for it
 """

@@ -6,6 +6,8 @@ through the `segflow.commands` entry point, keeping the layers' dependencies poi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +23,7 @@ errors = Console(stderr=True, soft_wrap=True)
 def register(app: typer.Typer) -> None:
     app.command()(package)
     app.command()(serve)
+    app.command()(deploy)
     app.command()(predict)
 
 
@@ -48,16 +51,27 @@ def serve(
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="config, keys, logs, pid file and sockets; default runs/serve/NAME")] = None,
 ) -> None:
     """Serve a model with TorchServe on 127.0.0.1 until Ctrl-C: token auth on, Prometheus metrics."""
+    from segflow.serving.server import Ports
+
+    ports = Ports.pick(port, management_port, metrics_port)
+    with running_server(source, run_dir, ports) as (server, endpoints, manifest):
+        print_endpoints(endpoints, manifest)
+        serve_until_interrupted(server)
+    console.print("stopped")
+
+
+@contextmanager
+def running_server(source: str, run_dir: Path | None, ports) -> Iterator[tuple]:
+    """(server, endpoints, manifest) of a started TorchServe for `source`; stopped on leaving, Ctrl-C included."""
     import signal
     import tempfile
 
     from segflow.serving.archive import resolve_archive
-    from segflow.serving.server import Ports, TorchServe
+    from segflow.serving.server import TorchServe
 
     with tempfile.TemporaryDirectory(prefix="segflow-serve-") as staging:
         mar, manifest = resolve_archive(source, Path(staging))
-        server = TorchServe(mar, manifest["name"], run_dir or Path("runs/serve") / manifest["name"],
-                            Ports.pick(port, management_port, metrics_port))
+        server = TorchServe(mar, manifest["name"], run_dir or Path("runs/serve") / manifest["name"], ports)
         for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job starts with it ignored
             signal.signal(sig, _interrupt)
         try:
@@ -65,22 +79,26 @@ def serve(
         except KeyboardInterrupt:
             errors.print("interrupted while TorchServe was starting; stopped")
             raise typer.Exit(130) from None
-    _print_endpoints(endpoints, manifest)
+    try:
+        yield server, endpoints, manifest
+    finally:
+        server.stop()
+
+
+def serve_until_interrupted(server) -> None:
+    """Block until Ctrl-C (or SIGTERM); TorchServe exiting on its own is an error with its log tail."""
     try:
         server.wait()
         raise SegflowError(f"TorchServe stopped on its own; {server.log_tail()}")
     except KeyboardInterrupt:
         console.print("stopping TorchServe ...")
-    finally:
-        server.stop()
-    console.print("stopped")
 
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _print_endpoints(endpoints, manifest: dict) -> None:
+def print_endpoints(endpoints, manifest: dict) -> None:
     console.print(f"[green]serving {endpoints.model}[/green] (archive sha256 {manifest['mar_sha256'][:16]}, "
                   f"model version {manifest['model']['version']}); Ctrl-C stops it", soft_wrap=True)
     console.print(f"  predictions: {endpoints.predictions}", soft_wrap=True)
@@ -89,6 +107,36 @@ def _print_endpoints(endpoints, manifest: dict) -> None:
     console.print(f"  keys:        {endpoints.key_file}   (inference key for predictions and /ping)", soft_wrap=True)
     console.print(f"  logs:        {endpoints.logs}", soft_wrap=True)
     console.print(f"  try: segflow predict IMAGE --endpoint {endpoints.predictions} --key-file {endpoints.key_file}", soft_wrap=True)
+
+
+def deploy(
+    archive: Annotated[str, typer.Argument(help="archive URI written by `segflow package`; its latest version goes live")],
+    management: Annotated[str | None, typer.Option(
+        "--management", envvar="SEGFLOW_TORCHSERVE_MANAGEMENT_URL",
+        help="TorchServe's management URL, e.g. http://127.0.0.1:8081; without one, print the helm upgrade")] = None,
+    token: Annotated[str | None, typer.Option(help="management key (env SEGFLOW_TORCHSERVE_MANAGEMENT_KEY)",
+                                              envvar="SEGFLOW_TORCHSERVE_MANAGEMENT_KEY")] = None,
+    key_file: Annotated[Path | None, typer.Option("--key-file", help="TorchServe key_file.json (its management key)")] = None,
+    staging: Annotated[str | None, typer.Option(help="where the .mar is staged for TorchServe to download; "
+                                                     "default: deploy/ beside the archive")] = None,
+) -> None:
+    """Register an archive with a running TorchServe and make it the default version: live without a restart."""
+    from segflow.serving.deploy import default_staging_uri, helm_command
+    from segflow.serving.deploy import deploy as run_deploy
+    from segflow.serving.server import read_keys
+    from segflow.store import open_store
+    from segflow.store.versions import read_manifest
+
+    if not management:
+        version, _ = read_manifest(open_store(archive))
+        console.print(f"no TorchServe management URL given; to serve this archive with the Helm chart run:\n"
+                      f"{helm_command(archive, version)}", soft_wrap=True)
+        return
+    key = token or (read_keys(key_file)["management"] if key_file else None)
+    done = run_deploy(archive, management, key, staging or default_staging_uri(archive))
+    how = "registered and made the default" if done.registered else "already registered; made the default"
+    console.print(f"[green]{done.name} version {done.version}[/green] (archive {done.archive_version}) {how} "
+                  f"on {management}; the default was {done.previous or 'none'}", soft_wrap=True)
 
 
 def predict(

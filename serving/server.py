@@ -91,6 +91,8 @@ def config_properties(ports: Ports, model_store: Path, mar_name: str) -> str:
         "load_models": mar_name,
         "default_workers_per_model": 1,
         "disable_token_authorization": "false",
+        # `segflow deploy` registers new versions through the management API (loopback, management key).
+        "enable_model_api": "true",
         "enable_envvars_config": "false",
         "install_py_dep_per_model": "false",
         "metrics_mode": "prometheus",

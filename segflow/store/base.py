@@ -66,6 +66,10 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove an object; removing a missing object is not an error."""
 
+    @abstractmethod
+    def fetch_url(self, key: str, expires_s: int = 3600) -> str:
+        """A URL another program can download the object from: file:// locally, a presigned GET on S3."""
+
     def child(self, prefix: str) -> Store:
         """The same store rooted one or more folders deeper."""
         return open_store(join_uri(self.uri, prefix), **self._child_options())

@@ -84,6 +84,12 @@ class LocalStore(Store):
         path.unlink(missing_ok=True)
         self._sidecar(path).unlink(missing_ok=True)
 
+    def fetch_url(self, key: str, expires_s: int = 3600) -> str:
+        path = self._path(key)
+        if not path.is_file():
+            raise StoreError(f"{self.uri}/{key} does not exist; run the step that writes it first")
+        return path.as_uri()
+
 
 def _atomic_write(target: Path, write) -> None:
     """Call write(tmp) on a hidden temporary file beside `target`, then rename it into place."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -124,6 +125,12 @@ class S3Store(Store):
     def delete(self, key: str) -> None:
         with self._errors(key):
             self.client.remove_object(self.bucket, self._key(key))
+
+    def fetch_url(self, key: str, expires_s: int = 3600) -> str:
+        if self.info(key) is None:
+            raise StoreError(f"{self.uri}/{key} does not exist; run the step that writes it first")
+        with self._errors(key):
+            return self.client.presigned_get_object(self.bucket, self._key(key), expires=timedelta(seconds=expires_s))
 
     def _errors(self, key: str):
         return _TranslateErrors(self, key)

@@ -62,3 +62,16 @@ def test_versions_publish_manifest_last_and_move_latest(tmp_path):
     assert read_manifest(store, "v1") == ("v1", {"v": "v1"})
     with pytest.raises(StoreError, match="no version 'v9'; versions there: v1, v2"):
         read_manifest(store, "v9")
+
+
+def test_fetch_url_is_a_file_url_another_program_can_read(tmp_path):
+    import urllib.request
+
+    store = open_store(tmp_path / "store")
+    store.put_bytes("a/model.mar", b"archive")
+    url = store.fetch_url("a/model.mar")
+    assert url == (tmp_path / "store" / "a" / "model.mar").as_uri()
+    with urllib.request.urlopen(url) as response:
+        assert response.read() == b"archive"
+    with pytest.raises(StoreError, match="a/missing.mar does not exist"):
+        store.fetch_url("a/missing.mar")

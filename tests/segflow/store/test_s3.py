@@ -88,3 +88,16 @@ def test_wrong_credentials_are_named(s3_env, bucket, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     with pytest.raises(StoreError, match="refused the credentials"):
         open_store(f"s3://{bucket}").put_bytes("k", b"v")
+
+
+def test_fetch_url_is_a_presigned_get_that_needs_no_credentials(bucket):
+    import urllib.request
+
+    store = open_store(f"s3://{bucket}/deploy")
+    store.put_bytes("tiny-1.mar", b"archive")
+    url = store.fetch_url("tiny-1.mar", expires_s=60)
+    assert url.split("?")[0].endswith(f"/{bucket}/deploy/tiny-1.mar") and "X-Amz-Signature=" in url
+    with urllib.request.urlopen(url, timeout=30) as response:  # a plain GET, as TorchServe sends it
+        assert response.read() == b"archive"
+    with pytest.raises(StoreError, match="tiny-2.mar does not exist"):
+        store.fetch_url("tiny-2.mar")
