@@ -7,8 +7,10 @@ import from here (installed in the segflow image) and move artifacts in and out.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
@@ -36,11 +38,47 @@ def train_run(recipe: Recipe, overrides: dict[str, Any], dataset, run, cluster: 
     return {"model_uri": outcome.model_uri, "version": outcome.model_version}
 
 
-def publish_evaluation(eval_dir: Path, metrics, report) -> float:
-    """Log an evaluation's scalars to a KFP Metrics artifact, write the HTML report, return quality."""
+def publish_evaluation(eval_dir: Path, metrics, report, report_md: Path | None = None) -> float:
+    """Log an evaluation's scalars to a KFP Metrics artifact, write the HTML report, return quality.
+
+    The HTML is eval_dir/report.md, or `report_md` (a search or distillation report whose figures are
+    the evaluation's).
+    """
     values = json.loads((eval_dir / "metrics.json").read_text())
     for key, value in scalars(values).items():
         metrics.log_metric(key, value)
-    Path(report.path).write_text(to_html((eval_dir / "report.md").read_text(), eval_dir / "figures"))
+    markdown = (report_md or eval_dir / "report.md").read_text()
+    Path(report.path).write_text(to_html(markdown, eval_dir / "figures"))
     task = "segmentation" if "miou" in values else "classification"
     return float(values[QUALITY[task]])
+
+
+def store_uri(artifact) -> str:
+    """Where segflow's store reaches an artifact: its object-store URI in a cluster, its folder under kfp.local."""
+    if urlparse(artifact.uri).scheme in ("minio", "s3"):
+        from segflow.components.rayjob import to_s3
+
+        return to_s3(artifact.uri)
+    return artifact.path
+
+
+def release_archive(archive, management_url: str, release) -> str:
+    """Deploy the archive on TorchServe when a management URL is known, else log the `helm upgrade` for it."""
+    from segflow.serving.deploy import MANAGEMENT_KEY_ENV, MANAGEMENT_URL_ENV, deploy, helm_command
+
+    archive_uri = store_uri(archive)
+    url = management_url or os.environ.get(MANAGEMENT_URL_ENV, "")
+    Path(release.path).mkdir(parents=True, exist_ok=True)
+    if url:
+        done = deploy(archive_uri, url, os.environ.get(MANAGEMENT_KEY_ENV), store_uri(release))
+        print(f"{done.name} version {done.version} is live on {url} (default before: {done.previous or 'none'})")
+        release.metadata.update({"mode": "torchserve", "management_url": url, "name": done.name,
+                                 "version": done.version, "previous": done.previous or "",
+                                 "registered": done.registered})
+    else:
+        command = helm_command(archive_uri, archive.metadata["version"])
+        print(f"no TorchServe management URL ({MANAGEMENT_URL_ENV}); serve this archive with:\n{command}")
+        release.metadata.update({"mode": "helm", "helm_command": command})
+    release.metadata["archive_uri"] = archive_uri
+    (Path(release.path) / "release.json").write_text(json.dumps(release.metadata, indent=2))
+    return archive_uri

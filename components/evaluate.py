@@ -6,7 +6,7 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 from segflow.components import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate(model: Input[Model], dataset: Input[Dataset], split: str,
              metrics: Output[Metrics], report: Output[HTML]) -> float:
     """Returns the quality metric (mIoU or accuracy) on `split`."""

@@ -6,7 +6,7 @@ from kfp.dsl import Artifact, Input, Model, Output
 from segflow.components import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def package(model: Input[Model], archive: Output[Artifact]) -> str:
     """Returns the archive's sha256 (also in archive.metadata with the model name and version)."""
     from segflow.serving.archive import package as build_archive

@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Output
 from segflow.components import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def prep(recipe_json: str, data_path: str, dataset: Output[Dataset]) -> str:
     """Returns the dataset version (its content hash)."""
     import json

@@ -6,7 +6,7 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 from segflow.components import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def train(recipe_json: str, overrides_json: str, dataset: Input[Dataset], cluster: bool,
           run: Output[Model], metrics: Output[Metrics], report: Output[HTML]) -> float:
     """Train and evaluate; returns the recipe's quality metric (mIoU or accuracy) for gating.

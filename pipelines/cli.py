@@ -29,19 +29,101 @@ def run(
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="default runs/RECIPE-pipeline")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="raw dataset folder (default: the recipe's)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key")] = None,
+    pipeline: Annotated[str, typer.Option(help="train_and_serve, or search (architecture search)")] = "train_and_serve",
+    distill: Annotated[str | None, typer.Option("--distill", help="train_and_serve: also distill into this student, "
+                                                "NAME[:key=value,...], e.g. unet:depth=2,width=8")] = None,
+    deploy_min_metric: Annotated[float, typer.Option(help="train_and_serve: deploy only when the evaluated quality "
+                                                          "metric (mIoU or accuracy) reaches this")] = 0.0,
+    serve: Annotated[bool, typer.Option("--serve", help="then serve the packaged model with a local TorchServe, "
+                                                        "answer one validation image, and serve until Ctrl-C")] = False,
+    serve_once: Annotated[bool, typer.Option("--serve-once", help="like --serve, but stop after that one "
+                                                                  "prediction (CI, tests)")] = False,
 ) -> None:
-    """Run the train_and_serve pipeline locally (kfp.local + local Ray) and summarise it."""
+    """Run a pipeline locally (kfp.local + local Ray) and summarise it; --serve then serves the model."""
     from segflow.config import load_recipe
     from segflow.pipelines.local import run_locally, summary
 
+    arguments = _pipeline_arguments(pipeline, distill, deploy_min_metric, serve or serve_once)
     config = load_recipe(recipe, overrides)
-    result = run_locally(config, run_dir or Path("runs") / f"{config.name}-pipeline", data)
+    run_dir = run_dir or Path("runs") / f"{config.name}-pipeline"
+    result = run_locally(config, run_dir, data, pipeline, arguments)
     table = Table(title=f"{config.name}: pipeline finished in {result.wall_time_s:.0f} s")
     table.add_column("what")
     table.add_column("value")
     for key, value in summary(result).items():
         table.add_row(key, value)
     console.print(table)
+    if serve or serve_once:
+        _serve(result, run_dir, keep_serving=not serve_once)
+
+
+def _pipeline_arguments(pipeline: str, distill: str | None, deploy_min_metric: float, serve: bool) -> dict:
+    """The pipeline parameters the options set; options of train_and_serve are refused for other pipelines."""
+    from segflow.errors import ConfigError
+
+    if pipeline == "train_and_serve":
+        return {"distill_student": distill or "", "deploy_min_metric": deploy_min_metric}
+    if distill or deploy_min_metric or serve:
+        raise ConfigError(f"--distill, --deploy-min-metric and --serve belong to train_and_serve, not {pipeline!r}")
+    return {}
+
+
+def _serve(result, run_dir: Path, keep_serving: bool) -> None:
+    """A local TorchServe for the run's archive: one validation image answered, then serving until Ctrl-C."""
+    from segflow.pipelines.local import artifact
+    from segflow.serving.cli import print_endpoints, running_server, serve_until_interrupted
+    from segflow.serving.client import InferenceClient
+    from segflow.serving.server import Ports
+
+    image, target = _validation_sample(result)
+    archive = artifact(result.tasks["package"], "archive")["uri"]
+    with running_server(archive, run_dir.resolve() / "serve", Ports.pick()) as (server, endpoints, manifest):
+        print_endpoints(endpoints, manifest)
+        segmentation = manifest["model"]["task"] == "segmentation"
+        with InferenceClient(endpoints.predictions, server.key()) as client:
+            answer = client.predict(image, "json" if segmentation else "topk").json()
+        console.print(_segmentation_answer(answer, target) if segmentation else _classification_answer(answer, target))
+        if keep_serving:
+            serve_until_interrupted(server)
+    console.print("stopped")
+
+
+def _validation_sample(result) -> tuple[bytes, object]:
+    """The first validation image of the run's dataset as PNG bytes, and its target (mask or label)."""
+    import io
+
+    from PIL import Image
+
+    from segflow.data import open_dataset
+    from segflow.pipelines.local import artifact
+
+    images, targets = open_dataset(artifact(result.tasks["prep"], "dataset")["uri"]).arrays("val")
+    image = images[0][..., 0] if images[0].shape[-1] == 1 else images[0]
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue(), targets[0]
+
+
+def _segmentation_answer(answer: dict, mask) -> Table:
+    import numpy as np
+
+    table = Table(title=f"served prediction of validation image 0 ({answer['width']}x{answer['height']})")
+    for column in ("class", "pixels", "fraction", "fraction in the true mask"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    mask = np.asarray(mask)
+    for entry in answer["classes"]:
+        truth = float((mask == entry["index"]).mean())
+        table.add_row(entry["name"], str(entry["pixels"]), f"{entry['fraction']:.3f}", f"{truth:.3f}")
+    return table
+
+
+def _classification_answer(answer: dict, label) -> Table:
+    table = Table(title=f"served prediction of validation image 0 (true class index {int(label)})")
+    for column in ("class", "index", "probability"):
+        table.add_column(column)
+    for entry in answer["predictions"]:
+        table.add_row(entry["name"], str(entry["index"]), f"{entry['probability']:.3f}")
+    return table
 
 
 def compile_pipelines(

@@ -17,9 +17,10 @@ PIPELINES = Path(__file__).resolve().parent
 
 
 def pipelines() -> dict:
+    from segflow.pipelines.search import search
     from segflow.pipelines.train_and_serve import train_and_serve
 
-    return {"train_and_serve": train_and_serve}
+    return {"train_and_serve": train_and_serve, "search": search}
 
 
 def compile_all(out_dir: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from kfp import local
 
 from segflow.config import recipe_to_json
 from segflow.config.recipe import Recipe
+from segflow.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,20 @@ class LocalRun:
     tasks: dict[str, Path]  # task name -> its folder under the pipeline root
 
 
-def run_locally(recipe: Recipe, run_dir: Path, data_path: Path | None = None) -> LocalRun:
-    from segflow.pipelines.train_and_serve import train_and_serve
+def run_locally(recipe: Recipe, run_dir: Path, data_path: Path | None = None, pipeline: str = "train_and_serve",
+                arguments: dict | None = None) -> LocalRun:
+    """Run one of the compiled pipelines (segflow.pipelines.compile.pipelines) with `arguments` on top of the recipe."""
+    from segflow.pipelines.compile import pipelines
 
+    known = pipelines()
+    if pipeline not in known:
+        raise ConfigError(f"no pipeline {pipeline!r}; the pipelines are: {', '.join(known)}")
     root = run_dir.resolve() / "pipeline"
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     started = time.monotonic()
     before = set(root.iterdir())
-    train_and_serve(recipe_json=recipe_to_json(recipe), data_path=str(data_path or ""))
+    known[pipeline](recipe_json=recipe_to_json(recipe), data_path=str(data_path or ""), **(arguments or {}))
     (run_folder,) = set(root.iterdir()) - before
     tasks = {p.name: p for p in sorted(run_folder.iterdir()) if p.is_dir()}
     return LocalRun(run_folder, time.monotonic() - started, tasks)
@@ -58,10 +64,35 @@ def summary(run: LocalRun) -> dict[str, str]:
         rows["model"] = f"{model['metadata']['model_uri']} (version {model['metadata']['version']})"
         rows["report"] = f"{model['uri']}/eval/report.md"
         rows["report (HTML)"] = artifact(run.tasks["train"], "report")["uri"]
-        for key, value in artifact(run.tasks["train"], "metrics")["metadata"].items():
-            rows[f"metric: {key}"] = f"{value:.4f}" if isinstance(value, float) else str(value)
+        rows.update(_metrics(run.tasks["train"], "metric"))
+    if "distill" in run.tasks:
+        student = artifact(run.tasks["distill"], "run")
+        rows["student"] = f"{student['metadata']['model_uri']} ({student['metadata']['model']})"
+        rows["distillation report"] = artifact(run.tasks["distill"], "report")["uri"]
+        rows.update(_metrics(run.tasks["distill"], "student metric"))
+    if "nas" in run.tasks:
+        searched = artifact(run.tasks["nas"], "run")
+        rows["searched model"] = f"{searched['metadata']['model_uri']} (version {searched['metadata']['version']})"
+        rows["architecture"] = searched["metadata"]["architecture"]
+        rows["search report (HTML)"] = artifact(run.tasks["nas"], "report")["uri"]
+        rows.update(_metrics(run.tasks["nas"], "metric"))
     if "package" in run.tasks:
         archive = artifact(run.tasks["package"], "archive")
         rows["TorchServe archive"] = f"{archive['uri']}/{archive['metadata']['mar']}"
         rows["archive sha256"] = archive["metadata"]["mar_sha256"]
+        rows["deploy"] = _deployment(run)
     return rows
+
+
+def _metrics(task_dir: Path, label: str) -> dict[str, str]:
+    values = artifact(task_dir, "metrics")["metadata"]
+    return {f"{label}: {k}": f"{v:.4f}" if isinstance(v, float) else str(v) for k, v in values.items()}
+
+
+def _deployment(run: LocalRun) -> str:
+    if "deploy" not in run.tasks:
+        return "skipped: the quality metric is below deploy_min_metric"
+    release = artifact(run.tasks["deploy"], "release")["metadata"]
+    if release["mode"] == "helm":
+        return release["helm_command"]
+    return f"{release['name']} version {release['version']} is the default on {release['management_url']}"

@@ -1,40 +1,44 @@
-"""train_and_serve: prep -> train -> evaluate -> package, Kubernetes settings included.
+"""train_and_serve: prep -> train -> evaluate -> [distill -> evaluate] -> package -> [deploy], for a cluster too.
 
 `cluster` switches training between local Ray in the step's pod and a KubeRay RayJob.
-kfp-kubernetes settings (MinIO credentials from a Secret, GPU node selection) apply in a
-cluster; kfp.local ignores them with a warning.
+`distill_student` (e.g. unet:depth=2,width=8) adds a distillation branch: the student trained
+against the model, then evaluated. The deploy step runs only when the evaluate step's quality
+metric reaches `deploy_min_metric`; it registers the archive with TorchServe (management URL
+from `torchserve_management_url` or the segflow-torchserve Secret) or emits the `helm upgrade`.
+kfp-kubernetes settings (Secrets, GPU node selection) apply in a cluster; kfp.local ignores them
+with a warning.
 """
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
+from segflow.components.deploy import deploy
+from segflow.components.distill import distill
 from segflow.components.evaluate import evaluate
 from segflow.components.package import package
 from segflow.components.prep import prep
 from segflow.components.train import train
+from segflow.pipelines.tasks import in_cluster, on_gpu, with_torchserve
 
-MINIO_SECRET = "segflow-minio"
-
-
-def in_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """MinIO credentials from the Secret, as the AWS_* variables segflow's store and Ray read."""
-    kubernetes.use_secret_as_env(task, secret_name=MINIO_SECRET, secret_key_to_env={
-        "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"})
-    return task
-
-
-def on_gpu(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """A step that computes on a GPU itself (not through a RayJob): a GPU node and one GPU."""
-    kubernetes.add_node_selector(task, label_key="nvidia.com/gpu.present", label_value="true")
-    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-    return task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+DISTILL_TEMPERATURE, DISTILL_ALPHA = 4.0, 0.5
 
 
 @dsl.pipeline(name="segflow-train-and-serve",
-              description="Prepare data, train on Ray, evaluate, package for TorchServe and deploy.")
-def train_and_serve(recipe_json: str, data_path: str = "", cluster: bool = False):
+              description="Prepare data, train on Ray, evaluate, optionally distill, package for TorchServe, deploy.")
+def train_and_serve(recipe_json: str, data_path: str = "", cluster: bool = False, distill_student: str = "",
+                    deploy_min_metric: float = 0.0, torchserve_management_url: str = ""):
     data = in_cluster(prep(recipe_json=recipe_json, data_path=data_path).set_display_name("prep"))
-    trained = in_cluster(train(recipe_json=recipe_json, overrides_json="{}", dataset=data.outputs["dataset"],
+    dataset = data.outputs["dataset"]
+    trained = in_cluster(train(recipe_json=recipe_json, overrides_json="{}", dataset=dataset,
                                cluster=cluster).set_display_name("train"))
-    on_gpu(in_cluster(evaluate(model=trained.outputs["run"], dataset=data.outputs["dataset"], split="val")
-                      .set_display_name("evaluate")))
-    in_cluster(package(model=trained.outputs["run"]).set_display_name("package"))
+    evaluated = on_gpu(in_cluster(evaluate(model=trained.outputs["run"], dataset=dataset, split="val")
+                                  .set_display_name("evaluate")))
+    with dsl.If(distill_student != "", name="distill-student"):
+        student = on_gpu(in_cluster(distill(recipe_json=recipe_json, teacher=trained.outputs["run"], dataset=dataset,
+                                            student=distill_student, temperature=DISTILL_TEMPERATURE,
+                                            alpha=DISTILL_ALPHA).set_display_name("distill")))
+        on_gpu(in_cluster(evaluate(model=student.outputs["run"], dataset=dataset, split="val")
+                          .set_display_name("evaluate student")))
+    archive = in_cluster(package(model=trained.outputs["run"]).set_display_name("package"))
+    with dsl.If(evaluated.outputs["Output"] >= deploy_min_metric, name="quality-gate"):
+        with_torchserve(in_cluster(deploy(archive=archive.outputs["archive"],
+                                          management_url=torchserve_management_url).set_display_name("deploy")))

@@ -1,5 +1,11 @@
-"""`segflow run` executes the whole train_and_serve pipeline through kfp.local, for real."""
+"""`segflow run` executes the whole train_and_serve pipeline through kfp.local, for real, once.
 
+The one run (a tiny quickstart) also takes the distillation branch and ends with --serve-once, so
+the same training shows the student trained and evaluated, the quality-gated deploy step
+emitting its `helm upgrade`, and a local TorchServe answering one validation image, then stopping.
+"""
+
+import json
 import os
 import subprocess
 import sys
@@ -10,22 +16,70 @@ import pytest
 pytestmark = pytest.mark.slow
 TINY = ["data.num_images=48", "data.image_size=[32,32]", "training.epochs=1", "training.batch_size=8",
         "model.params={depth: 2, width: 8}"]
+STUDENT = "unet:depth=1,width=4"
 
 
-def test_segflow_run_quickstart_produces_model_metrics_report(tmp_path):
-    args = [str(Path(sys.executable).parent / "segflow"), "run", "quickstart", "--run-dir", str(tmp_path),
-            *[a for t in TINY for a in ("--set", t)]]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "COLUMNS": "250"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "pipeline finished" in result.stdout and "metric: miou" in result.stdout
-    (run,) = (tmp_path / "pipeline").iterdir()
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    args = [str(Path(sys.executable).parent / "segflow"), "run", "quickstart", "--run-dir", str(root),
+            "--distill", STUDENT, "--serve-once", *[a for t in TINY for a in ("--set", t)]]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "250"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run,) = (root / "pipeline").iterdir()
+    return run, result.stdout, root
+
+
+def test_segflow_run_quickstart_produces_model_metrics_report(local_run):
+    run, stdout, _ = local_run
+    assert "pipeline finished" in stdout and "metric: miou" in stdout
     model = next((run / "train" / "run" / "model").glob("*/model.pt"))
     assert model.stat().st_size > 0
     assert (run / "train" / "run" / "eval" / "report.md").read_text().startswith("# quickstart")
     html = (run / "train" / "report").read_text()
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html
     assert (run / "evaluate" / "report").is_file()
-    assert "TorchServe archive" in result.stdout
+    assert "TorchServe archive" in stdout
     mar = next((run / "package" / "archive").glob("*/quickstart.mar"))
     assert mar.stat().st_size > 0
+
+
+def test_the_distillation_branch_trains_and_evaluates_the_student(local_run):
+    run, stdout, _ = local_run
+    card = json.loads(next((run / "distill" / "run" / "model").glob("*/manifest.json")).read_text())
+    assert card["teacher"].startswith(str(run / "train" / "run" / "model"))
+    html = (run / "distill" / "report").read_text()
+    assert "Knowledge distillation: quickstart" in html and "<table>" in html
+    student_evaluation = [p for p in run.iterdir() if p.name.startswith("evaluate-")]
+    assert len(student_evaluation) == 1 and (student_evaluation[0] / "report").is_file()
+    assert "student metric: miou" in stdout and STUDENT in stdout
+
+
+def test_the_gated_deploy_step_emits_the_helm_upgrade(local_run):
+    run, stdout, _ = local_run
+    release = json.loads((run / "deploy" / "release" / "release.json").read_text())
+    archive = run / "package" / "archive"
+    assert release["mode"] == "helm" and release["archive_uri"] == str(archive)
+    assert release["helm_command"].startswith("helm upgrade segflow charts/segflow -n segflow --reuse-values")
+    assert f"model.archiveUri={archive}" in release["helm_command"]
+    assert release["helm_command"] in " ".join(stdout.split())
+
+
+def test_serve_once_answers_a_validation_image_then_stops(local_run):
+    _, stdout, root = local_run
+    assert "predictions: http://127.0.0.1:" in stdout and "management:  http://127.0.0.1:" in stdout
+    assert "served prediction of validation image 0 (32x32)" in stdout and "fraction in the true mask" in stdout
+    assert stdout.rstrip().endswith("stopped")
+    leftovers = [pid for pid in _pids() if str(root / "serve") in _cmdline(pid)]
+    assert leftovers == [], [_cmdline(pid) for pid in leftovers]
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
