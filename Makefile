@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.segflow-installed
-PIP := $(BIN)/python -m pip --disable-pip-version-check
 RUN_DIR ?= out
 
 .PHONY: venv run test lock clean
@@ -26,12 +25,10 @@ endef
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt scripts/install.sh
 	$(call debian_packages,swig,exit 1)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet -c constraints.txt -e ".[all,dev]"
-	$(BIN)/python -c "import torchvision.ops as o, torch; o.nms(torch.rand(2, 4), torch.rand(2), 0.5)" \
-	  || { echo "torchvision cannot load its operators: torch is not PyPI's build (see constraints.in)"; exit 1; }
+	scripts/install.sh $(BIN)/python all,dev
 	@touch $@
 
 # The main job: the train_and_serve pipeline on the embedded synthetic set, through kfp.local:
