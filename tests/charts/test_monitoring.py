@@ -21,7 +21,6 @@ $__rate_interval replaced by 10s and their variables by the values the dashboard
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import os
@@ -40,7 +39,7 @@ from support import cadvisor
 from support.helm import find, render_objects
 from support.net import free_port
 from support.pod import Pod, namespaces_available
-from support.prometheus import Prometheus, binary, scrape_job
+from support.prometheus import Prometheus, scrape_job
 from support.serving import bad_inputs, encode, noise, save_tiny_segmenter
 
 pytestmark = pytest.mark.slow
@@ -48,7 +47,8 @@ NAMESPACE, POD = "segflow", "segflow-6c9f8d7b5-q2x7k"
 S3_SECRET = "segflow-minio"
 # The nginx image's 20-envsubst-on-templates.sh, reduced to its effect for this chart.
 NGINX_ENTRYPOINT = ("filter=$NGINX_ENVSUBST_FILTER; "
-                    "names=$(awk 'END { for (n in ENVIRON) if (n ~ ENVIRON[\"NGINX_ENVSUBST_FILTER\"]) print n }' </dev/null); "
+                    "names=$(awk 'END { for (n in ENVIRON) if (n ~ ENVIRON[\"NGINX_ENVSUBST_FILTER\"]) print n }' "
+                    "</dev/null); "
                     "vars=$(for n in $names; do printf '${%s} ' \"$n\"; done); "
                     "for t in /etc/nginx/templates/*.template; do "
                     "envsubst \"$vars\" < \"$t\" > \"/etc/nginx/conf.d/$(basename \"$t\" .template)\"; done; "
@@ -106,7 +106,8 @@ def release(tmp_path_factory, s3_server):
     logs.mkdir()
     stack = []
     try:
-        assert pod.run("fetch-model", logs / "fetch-model.log", timeout=180) == 0, (logs / "fetch-model.log").read_text()
+        fetched = pod.run("fetch-model", logs / "fetch-model.log", timeout=180)
+        assert fetched == 0, (logs / "fetch-model.log").read_text()
         torchserve = pod.start("torchserve", logs / "torchserve.log")
         nginx = pod.start("gateway", logs / "gateway.log", command=["sh", "-ec", NGINX_ENTRYPOINT])
         _wait_ready(pod, torchserve, nginx, logs)
@@ -135,7 +136,8 @@ def _s3_secret(s3_server) -> dict:
     """The Secret the chart expects to exist (k8s/ and the RayJob use the same one)."""
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in
                (("accesskey", s3_server.access_key), ("secretkey", s3_server.secret_key))}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": S3_SECRET, "namespace": NAMESPACE}, "data": encoded}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": S3_SECRET, "namespace": NAMESPACE},
+            "data": encoded}
 
 
 def _publish_tiny_archive(s3_server, bucket: str, root: Path) -> None:
@@ -198,7 +200,8 @@ def test_init_container_fetched_the_archive_and_checked_its_sha256(release):
 
 def test_containers_run_as_the_chart_says_read_only_root_uid_1000_no_new_privileges(release):
     status = dict(line.split(":", 1) for line in Path(f"/proc/{_java_pid(release)}/status").read_text().splitlines())
-    assert status["Uid"].split()[0] == "1000" and status["NoNewPrivs"].strip() == "1" and status["CapEff"].strip() == "0" * 16
+    assert status["Uid"].split()[0] == "1000" and status["NoNewPrivs"].strip() == "1"
+    assert status["CapEff"].strip() == "0" * 16
     assert (release.pod.volume_dirs["logs"] / "ts_log.log").is_file()  # TorchServe wrote only into its volumes
     assert (release.pod.volume_dirs["tmp"] / ".model_server.pid").is_file()
 
@@ -279,8 +282,8 @@ def _traffic(release: Release, stop: threading.Event) -> None:
     bad = [case for case in bad_inputs() if case.reason in ("not_an_image", "too_many_pixels", "truncated")]
     images = [encode(noise(48, 64, seed), "PNG") for seed in range(4)]
     while not stop.is_set():
-        threads = [threading.Thread(target=_post, args=(release.predictions, image, {**auth, "Content-Type": "image/png"}))
-                   for image in images]
+        png = {**auth, "Content-Type": "image/png"}
+        threads = [threading.Thread(target=_post, args=(release.predictions, image, png)) for image in images]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -288,7 +291,7 @@ def _traffic(release: Release, stop: threading.Event) -> None:
         for case in bad:
             _post(release.predictions, case.body, {**auth, "Content-Type": case.content_type})
         # a binary body declared as a form: TorchServe's frontend fails to decode it and answers 500
-        _post(release.predictions, io.BytesIO(images[0]).getvalue(), {**auth, "Content-Type": "application/x-www-form-urlencoded"})
+        _post(release.predictions, images[0], {**auth, "Content-Type": "application/x-www-form-urlencoded"})
         stop.wait(0.5)
 
 

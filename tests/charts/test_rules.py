@@ -98,5 +98,6 @@ def _expected(alert: str, rule: dict) -> dict:
     if alert == "SegflowServingPodDown":
         labels |= {"pod": "segflow-a", "instance": "10.0.0.7:8082"}
     expansions = EXPANSIONS | {"$value | printf `%.0f`": VALUES.get(alert, "")}
-    annotations = {k: re.sub(r"\{\{ (.+?) \}\}", lambda m: expansions[m.group(1)], v) for k, v in rule["annotations"].items()}
+    annotations = {key: re.sub(r"\{\{ (.+?) \}\}", lambda m: expansions[m.group(1)], text)
+                   for key, text in rule["annotations"].items()}
     return {"exp_labels": labels, "exp_annotations": annotations}

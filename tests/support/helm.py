@@ -44,5 +44,6 @@ def render_objects(values: dict | None = None, release: str = RELEASE, namespace
 def find(objects: list[dict], kind: str, name: str | None = None) -> dict:
     """The one object of `kind` (and `name`, when several)."""
     matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-    assert len(matches) == 1, f"{len(matches)} {kind} objects named {name or 'anything'} in {[o['kind'] for o in objects]}"
+    kinds = [o["kind"] for o in objects]
+    assert len(matches) == 1, f"{len(matches)} {kind} objects named {name or 'anything'} in {kinds}"
     return matches[0]

@@ -30,7 +30,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SYSTEM_FOLDERS = {"/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/home", "/root", "/proc", "/sys", "/dev"}
+from segflow.serving.server import _group_alive, _signal_group
+
+SYSTEM_FOLDERS = {"/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/home", "/root", "/proc", "/sys",
+                  "/dev", "/tmp"}
 PATH = f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -70,7 +73,8 @@ class Pod:
                 return container
         raise PodError(f"no container {name!r} in the pod spec")
 
-    def start(self, name: str, log: Path, command: list[str] | None = None, env: dict | None = None) -> subprocess.Popen:
+    def start(self, name: str, log: Path, command: list[str] | None = None,
+              env: dict | None = None) -> subprocess.Popen:
         """Start a container (or, with `command`, an exec in its context, e.g. a preStop hook)."""
         script = self._script(self.container(name), command, env or {})
         with open(log, "ab") as out:
@@ -139,7 +143,8 @@ class Pod:
                 data = self._object("Secret", ref["secretKeyRef"]["name"])["data"]
                 env[entry["name"]] = base64.b64decode(data[ref["secretKeyRef"]["key"]]).decode()
             elif "configMapKeyRef" in ref:
-                env[entry["name"]] = self._object("ConfigMap", ref["configMapKeyRef"]["name"])["data"][ref["configMapKeyRef"]["key"]]
+                key = ref["configMapKeyRef"]
+                env[entry["name"]] = self._object("ConfigMap", key["name"])["data"][key["key"]]
             else:
                 raise PodError(f"env {entry['name']}: only value, secretKeyRef and configMapKeyRef run here")
         return {**env, **extra}
@@ -191,7 +196,10 @@ class Pod:
         # A mount over a folder holding the pod's volume folders (e.g. /tmp) hides them: those go last.
         hides_root = lambda target: root == target or root.startswith(target.rstrip("/") + "/")  # noqa: E731
         for target, mount in sorted(mounts, key=lambda m: (hides_root(m[0]), m[0].count("/"))):
-            source = self.root / "hosts" if mount is None else self.volume_dirs[mount["name"]] / mount.get("subPath", "")
+            if mount is None:
+                source = self.root / "hosts"
+            else:
+                source = self.volume_dirs[mount["name"]] / mount.get("subPath", "")
             if any(target.startswith(o + "/") for o in overlays):
                 make = "mkdir -p" if source.is_dir() else "touch"
                 lines.append(f"mkdir -p {shlex.quote(str(Path(target).parent))} && {make} {shlex.quote(target)}")
@@ -223,35 +231,19 @@ def _overlay_for(target: str, overlays: set[str]) -> str:
     for overlay in overlays:
         if parent == overlay or parent.startswith(overlay + "/"):
             return overlay
-    if parent in SYSTEM_FOLDERS or parent in ("/tmp",):
+    if parent in SYSTEM_FOLDERS:
         raise PodError(f"mountPath {target} does not exist here and its parent {parent} is a system folder; "
                        "choose a mountPath under a folder that exists in the image (e.g. /srv)")
     return parent
 
 
 def _kill_group(process: subprocess.Popen) -> None:
+    """SIGTERM the container's process group, SIGKILL what is left after 20 s (as a kubelet's grace period)."""
     if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal_group(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and _group_alive(process.pid):
         process.poll()
         time.sleep(0.2)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _signal_group(process.pid, signal.SIGKILL)
     process.wait()
-
-
-def _group_alive(group: int) -> bool:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, IndexError, ValueError):
-            continue
-        if state != "Z" and int(pgrp) == group:
-            return True
-    return False

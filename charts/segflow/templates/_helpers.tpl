@@ -13,11 +13,20 @@
 {{- end -}}
 {{- end -}}
 
-{{- define "segflow.labels" -}}
+{{- define "segflow.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-{{ include "segflow.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "segflow.labels" -}}
+{{ include "segflow.commonLabels" . }}
+{{ include "segflow.selectorLabels" . }}
+{{- end -}}
+
+{{- define "segflow.minioLabels" -}}
+{{ include "segflow.commonLabels" . }}
+{{ include "segflow.minioSelectorLabels" . }}
 {{- end -}}
 
 {{- define "segflow.selectorLabels" -}}
