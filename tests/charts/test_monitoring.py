@@ -299,7 +299,8 @@ def test_the_down_alert_fires_after_torchserve_is_stopped_by_its_prestop_hook(re
     """Last in the module: it stops TorchServe the way the pod's termination would."""
     prometheus = release.prometheus
     prometheus.wait_for(lambda: prometheus.query('up{job="segflow"} == 1'), 30, "the metrics target never came up")
-    assert prometheus.alerts().get("SegflowServingDown") != "firing"
+    prometheus.wait_for(lambda: prometheus.alerts().get("SegflowServingDown") != "firing", 30,
+                        "SegflowServingDown fires while TorchServe is serving")
     container = release.pod.container("torchserve")
     hook = container["lifecycle"]["preStop"]["exec"]["command"]
     assert release.pod.run("torchserve", release.logs / "prestop.log", timeout=120, command=hook) == 0, \

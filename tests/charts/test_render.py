@@ -287,3 +287,14 @@ def test_autoscaling_bounds_the_wrong_way_round_fail_with_the_values_named():
 
     with pytest.raises(helm_python.HelmRenderError, match=r"maxReplicas \(2\) is below autoscaling.minReplicas \(5\)"):
         render({"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}})
+
+
+def test_the_packaged_chart_holds_its_files_and_renders_the_same(tmp_path):
+    """`helm package` output (what a chart repository serves) carries files/ and renders what the folder does."""
+    import helm_python
+
+    archive = chart().save(tmp_path)
+    packaged = helm_python.Chart.load_archive(open(archive, "rb").read())
+    values = VALUE_SETS["own_secrets_and_peers"]  # no generated Secret: renders are deterministic
+    ours, theirs = (c.render(values, name="segflow", namespace="segflow") for c in (chart(), packaged))
+    assert archive.endswith("segflow-0.1.0.tgz") and ours == theirs
