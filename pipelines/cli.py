@@ -85,6 +85,8 @@ def _serve(result, run_dir: Path, keep_serving: bool) -> None:
         console.print(_segmentation_answer(answer, target) if segmentation else _classification_answer(answer, target))
         if keep_serving:
             serve_until_interrupted(server)
+        else:
+            console.print("stopping TorchServe (--serve-once) ...")
     console.print("stopped")
 
 
