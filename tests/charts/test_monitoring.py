@@ -60,7 +60,6 @@ class Release:
     pod: Pod
     objects: list[dict]
     gateway: str
-    metrics: str
     token: str
     prometheus: Prometheus
     torchserve: object  # the container's process
@@ -104,32 +103,35 @@ def release(tmp_path_factory, s3_server):
     pod = Pod({**template["spec"], "hostname": POD}, objects, root / "pod")
     logs = root / "logs"
     logs.mkdir()
-    stack = []
+    kubelet_port = free_port()
+    kubelet, prometheus = None, None
     try:
         fetched = pod.run("fetch-model", logs / "fetch-model.log", timeout=180)
         assert fetched == 0, (logs / "fetch-model.log").read_text()
         torchserve = pod.start("torchserve", logs / "torchserve.log")
         nginx = pod.start("gateway", logs / "gateway.log", command=["sh", "-ec", NGINX_ENTRYPOINT])
         _wait_ready(pod, torchserve, nginx, logs)
-        kubelet_port = free_port()
         kubelet = cadvisor.serve({(NAMESPACE, POD, "torchserve"): torchserve.pid,
                                   (NAMESPACE, POD, "gateway"): nginx.pid}, kubelet_port)
-        stack.append(kubelet.shutdown)
-        scrape = scrape_job(find(objects, "ServiceMonitor"), find(objects, "Service"),
-                            {"metadata": {"name": POD, **template["metadata"]}, "spec": template["spec"]},
-                            "torchserve", f"127.0.0.1:{ports['metrics']}")
-        kubelet_job = {"job_name": "kubelet", "honor_labels": True, "metrics_path": "/metrics",
-                       "static_configs": [{"targets": [f"127.0.0.1:{kubelet_port}"]}]}
-        prometheus = Prometheus(root / "prometheus", [scrape, kubelet_job],
-                                find(objects, "PrometheusRule")["spec"]["groups"]).start()
-        stack.append(prometheus.stop)
+        prometheus = _prometheus(root / "prometheus", objects, template, ports["metrics"], kubelet_port)
         token = base64.b64decode(find(objects, "Secret", "segflow-auth")["data"]["token"]).decode()
-        yield Release(pod, objects, f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{ports['metrics']}",
-                      token, prometheus, torchserve, logs)
+        yield Release(pod, objects, f"http://127.0.0.1:{gateway}", token, prometheus, torchserve, logs)
     finally:
-        for stop in reversed(stack):
-            stop()
+        if prometheus:
+            prometheus.stop()
+        if kubelet:
+            kubelet.shutdown()
         pod.stop()
+
+
+def _prometheus(root: Path, objects: list[dict], template: dict, metrics_port: int, kubelet_port: int) -> Prometheus:
+    """Prometheus with the ServiceMonitor's job for the pod, the cAdvisor stand-in and the PrometheusRule."""
+    pod = {"metadata": {"name": POD, **template["metadata"]}, "spec": template["spec"]}
+    scrape = scrape_job(find(objects, "ServiceMonitor"), find(objects, "Service"), pod, "torchserve",
+                        f"127.0.0.1:{metrics_port}")
+    kubelet = {"job_name": "kubelet", "honor_labels": True, "metrics_path": "/metrics",
+               "static_configs": [{"targets": [f"127.0.0.1:{kubelet_port}"]}]}
+    return Prometheus(root, [scrape, kubelet], find(objects, "PrometheusRule")["spec"]["groups"]).start()
 
 
 def _s3_secret(s3_server) -> dict:

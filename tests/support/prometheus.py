@@ -69,7 +69,11 @@ class Prometheus:
         self.process = subprocess.Popen(
             [binary(), f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, self.process)
+        try:
+            wait_for_port(self.port, self.process)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
