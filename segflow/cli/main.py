@@ -145,6 +145,58 @@ def nas(
 
 
 @app.command()
+def tune(
+    recipe: Annotated[str, typer.Argument(help="recipe name or YAML path (its search: section is the space)")],
+    backend: Annotated[str | None, typer.Option(help="ray or nni; default from the recipe")] = None,
+    algo: Annotated[str | None, typer.Option(help="Ray: random, grid, optuna, hyperopt, bohb, asha, hyperband, pbt; "
+                                                  "NNI: tpe, anneal, evolution, smac, hyperband, metis, bohb, gp, dngo")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Ray only: fifo, asha, hyperband or pbt (e.g. --algo optuna "
+                                                       "--scheduler asha)")] = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="number of trials; default from the recipe")] = None,
+    max_epochs: Annotated[int | None, typer.Option(min=1, help="epochs per trial; default from the recipe")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="trials at once; default from the recipe")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="run URI; default runs/RECIPE-tune")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="a prepared dataset URI")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="raw dataset folder")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Search hyperparameters (Ray Tune or NNI), promote the best trial's model, write the report.
+
+    Run the same command again to resume an interrupted Ray Tune search (finished trials are kept).
+    """
+    from segflow.config import load_recipe
+    from segflow.search.run import search
+
+    shortcuts = {"search.backend": backend, "search.algo": algo, "search.scheduler": scheduler,
+                 "search.trials": trials, "search.max_epochs": max_epochs, "search.concurrency": concurrency}
+    config = load_recipe(recipe, [*(overrides or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)])
+    out = out or f"runs/{config.name}-tune"
+    try:
+        result = search(config, out, dataset_uri=dataset, data_path=data)
+    except KeyboardInterrupt:
+        errors.print(f"interrupted; finished trials are kept in {out}/search. Ray Tune searches resume when the "
+                     "same command runs again", highlight=False)
+        raise typer.Exit(130) from None
+    _print_search(result)
+    _print_outcome(result.model)
+    console.print(f"search report: {result.report_uri}")
+
+
+def _print_search(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.backend} / {result.algo}: {len(result.trials)} trials")
+    for column in ("trial", *result.best.params, "best metric", "epochs", "status"):
+        table.add_column(column)
+    for trial in result.trials:
+        table.add_row(trial.name, *(str(trial.params.get(n)) for n in result.best.params),
+                      f"{trial.best(result.mode):.4f}", str(len(trial.curve)), trial.status,
+                      style="bold green" if trial is result.best else None)
+    console.print(table)
+    console.print(f"best: {result.best.name} {result.best.params} -> {result.best_metric:.4f}")
+
+
+@app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="model artifact URI (OUT/model of a training run)")],
     dataset: Annotated[str, typer.Option("--dataset", help="prepared dataset URI")],

@@ -286,6 +286,8 @@ SearchParam = Annotated[
 class SearchSection(Strict):
     backend: Literal["ray", "nni"] = "ray"
     algo: str = "random"
+    scheduler: Literal["fifo", "asha", "hyperband", "pbt"] | None = Field(
+        None, description="Ray backend: trial scheduler; default follows algo (asha, pbt, bohb) or fifo")
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
     trials: int = Field(8, ge=1, le=10_000)

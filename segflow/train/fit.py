@@ -1,8 +1,8 @@
 """Run a TrainJob on Ray Train (Train V2 API) and hand back its history and best checkpoint.
 
 This is the one entry point every kind of training goes through: `segflow train`, each
-search trial (called inside a Tune function, with a report callback), a DARTS retraining
-and a distillation student.
+search trial (inside a Tune function or an NNI trial process, with an `on_epoch` hook), a DARTS
+retraining and a distillation student.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,6 +20,7 @@ import ray
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.util.queue import Empty, Queue
 
 from segflow.errors import ModelError, TrainError
 from segflow.models import ModelConfig
@@ -29,6 +31,9 @@ from segflow.train.loop import HISTORY_FILE, train_worker
 from segflow.train.progress import ProgressBoard, follow
 
 RAY_DIR = "ray"
+
+# Called on the driver once per epoch with the epoch's metrics (rank 0) and its persisted checkpoint.
+EpochHook = Callable[[dict, ray.train.Checkpoint | None], None]
 
 
 @dataclass(frozen=True)
@@ -61,18 +66,28 @@ def ray_storage(uri: str) -> str:
 
 
 def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = False,
-        show_progress: bool = True, callbacks: list | None = None) -> FitResult:
-    """Train `job` with checkpoints under STORAGE_URI/NAME; an earlier run there is resumed."""
+        show_progress: bool = True, on_epoch: EpochHook | None = None,
+        resume_from: ray.train.Checkpoint | None = None, stop: threading.Event | None = None) -> FitResult:
+    """Train `job` with checkpoints under STORAGE_URI/NAME; an earlier run there is resumed.
+
+    `on_epoch` sees every epoch as it ends, in the calling thread (a search reports from there);
+    it replaces the progress board. `resume_from` starts from another run's checkpoint (a
+    search's trial restored or cloned by PBT) when NAME holds none. Setting `stop` (from any
+    thread) ends the run within a few steps, cleanly: its workers and their placement group are
+    released, which killing the process that called fit would not do.
+    """
     ensure_ray()
     training = job.recipe.training
     if fresh:
         _delete_run(storage_uri, name)
     _check_resumable(storage_uri, name, job)
-    board = ProgressBoard.remote() if show_progress else None
+    relay = Queue(actor_options={"num_cpus": 0}) if on_epoch else None
+    signal = StopSignal.remote() if stop is not None else None
+    board = ProgressBoard.remote() if show_progress and relay is None else None
     metric, mode = job.monitored
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"job": job.model_dump(mode="json"), "progress": board},
+        train_loop_config={"job": job.model_dump(mode="json"), "progress": board, "stop": signal},
         scaling_config=ScalingConfig(
             num_workers=training.num_workers,
             use_gpu=training.use_gpu,
@@ -85,10 +100,11 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
             checkpoint_config=CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
-            callbacks=callbacks or [],
+            callbacks=[_EpochRelay(relay)] if relay is not None else [],  # an empty Queue is falsy
         ),
+        resume_from_checkpoint=resume_from,
     )
-    result = _run(trainer, board)
+    result = _run(trainer, board, relay, on_epoch, _StopForwarder(stop, signal))
     if result.error is not None:
         raise TrainError(f"training failed after {training.max_failures} restart(s): {result.error}") from None
     if result.checkpoint is None:
@@ -107,9 +123,47 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
     return FitResult(history, best, best_metrics, result.path, stopped)
 
 
-def _run(trainer: TorchTrainer, board):
-    """trainer.fit() in a thread, while this thread draws the progress board."""
-    if board is None:
+@ray.remote(num_cpus=0)
+class StopSignal:
+    """Set by the driver, read by the workers every few steps (segflow.train.loop.STOP_CHECK_STEPS)."""
+
+    def __init__(self):
+        self.flag = False
+
+    def request(self) -> None:
+        self.flag = True
+
+    def requested(self) -> bool:
+        return self.flag
+
+
+class _EpochRelay(ray.train.UserCallback):
+    """Forwards each reported epoch to the driver: Ray Train calls it in its controller actor."""
+
+    def __init__(self, relay: Queue):
+        self.relay = relay
+
+    def after_report(self, run_context, metrics, checkpoint):
+        self.relay.put((metrics[0], checkpoint))
+
+
+@dataclass
+class _StopForwarder:
+    """Passes the driver's threading.Event on to the workers' StopSignal, once."""
+
+    event: threading.Event | None
+    signal: object
+    sent: bool = False
+
+    def poll(self) -> None:
+        if self.event is not None and self.event.is_set() and not self.sent:
+            self.signal.request.remote()
+            self.sent = True
+
+
+def _run(trainer: TorchTrainer, board, relay: Queue | None, on_epoch: EpochHook | None, stop: _StopForwarder):
+    """trainer.fit() in a thread, while this thread draws the progress board or relays epochs."""
+    if board is None and relay is None and stop.event is None:
         return trainer.fit()
     outcome: dict = {}
 
@@ -121,11 +175,32 @@ def _run(trainer: TorchTrainer, board):
 
     thread = threading.Thread(target=target, name="segflow-fit", daemon=True)
     thread.start()
-    follow(board, thread)
+    if board is not None:
+        follow(board, thread)
+    else:
+        _relay_epochs(relay, thread, on_epoch, stop)
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def _relay_epochs(relay: Queue | None, thread: threading.Thread, on_epoch: EpochHook | None,
+                  stop: _StopForwarder) -> None:
+    while True:
+        stop.poll()
+        if relay is None:
+            thread.join(timeout=0.5)
+            if not thread.is_alive():
+                return
+            continue
+        try:
+            metrics, checkpoint = relay.get(timeout=0.5)
+        except Empty:
+            if not thread.is_alive() and relay.empty():
+                return
+            continue
+        on_epoch(metrics, checkpoint)
 
 
 def _best(result, metric: str, mode: str):

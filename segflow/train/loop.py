@@ -39,6 +39,12 @@ from segflow.train.profile import StepProfiler
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
 PROGRESS_INTERVAL_S = 0.5
+STOP_CHECK_STEPS = 20  # how often a stoppable run asks whether to stop (every rank at the same steps)
+STOPPED_ON_REQUEST = "stop requested"
+
+
+class _StopRequested(Exception):
+    """The run's driver asked it to end (a search scheduler stopped the trial)."""
 
 
 @dataclass
@@ -57,6 +63,7 @@ class _Run:
     rank: int
     world: int
     progress: object = None
+    stop_signal: object = None  # a segflow.train.fit.StopSignal actor, for runs a search may stop
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
 
@@ -78,9 +85,13 @@ def train_worker(config: dict) -> dict:
     """
     job = TrainJob.model_validate(config["job"])
     run = _setup(job, config.get("progress"))
+    run.stop_signal = config.get("stop")
     record = {"epoch": run.start_epoch, "stopped": ""}
     for epoch in range(run.start_epoch, job.epochs):
-        train_loss = train_one_epoch(run, epoch)
+        try:
+            train_loss = train_one_epoch(run, epoch)
+        except _StopRequested:
+            return {"epoch": record["epoch"], "stopped": STOPPED_ON_REQUEST}
         record = {"epoch": epoch + 1, "train_loss": train_loss, **validate(run),
                   "lr": run.optimizer.param_groups[0]["lr"], "resumed": epoch == run.start_epoch > 0}
         record["stopped"] = _stop_reason(run, record)
@@ -153,6 +164,8 @@ def train_one_epoch(run: _Run, epoch: int) -> float:
                 run.scheduler.step()
             total += torch.stack([loss.detach().float() * len(images), torch.tensor(float(len(images)), device=run.device)])
             count += 1
+            if count % STOP_CHECK_STEPS == 0 and _stop_requested(run):
+                raise _StopRequested
             profiler.step()
             if run.rank == 0 and run.progress is not None and time.monotonic() - last_update > PROGRESS_INTERVAL_S:
                 last_update = time.monotonic()
@@ -174,6 +187,16 @@ def validate(run: _Run) -> dict:
         total += torch.stack([loss.float() * len(images), torch.tensor(float(len(images)), device=run.device)])
         metric_fns.update(collection, probabilities(logits.float(), run.job.model.binary), targets)
     return {"val_loss": _global_mean(run, total), **metric_fns.summarise(collection, task)}
+
+
+def _stop_requested(run: _Run) -> bool:
+    """Whether the driver asked to stop; every rank gets the same answer, so DDP ranks stop together."""
+    if run.stop_signal is None:
+        return False
+    flag = torch.tensor(float(ray.get(run.stop_signal.requested.remote())), device=run.device)
+    if run.world > 1:
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _stop_reason(run: _Run, record: dict) -> str:

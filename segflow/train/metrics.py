@@ -25,6 +25,16 @@ from torchmetrics.classification import (
 QUALITY = {"segmentation": "miou", "classification": "accuracy"}
 
 
+def reported(task: str, num_classes: int) -> list[str]:
+    """The scalar names every epoch reports (what training.monitor and search.metric may name)."""
+    names = ["train_loss", "val_loss", "val_accuracy"]
+    if task == "segmentation":
+        names += ["val_miou", "val_mean_dice"]
+    elif num_classes > 5:
+        names.append("val_top5")
+    return names + ["val_mean_precision", "val_mean_recall"]
+
+
 def build_metrics(task: str, num_classes: int, ignore_index: int) -> MetricCollection:
     common = {"num_classes": num_classes, "average": "none"}
     if task == "segmentation":

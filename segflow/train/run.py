@@ -76,6 +76,10 @@ def make_job(recipe: Recipe, dataset: PreparedDataset, out_uri: str, *, init_wei
              model: ModelConfig | None = None) -> TrainJob:
     config = model or model_config_for(recipe, dataset)
     create_model(config, init_weights)  # fail here, on the driver, not in every worker
+    monitor, names = recipe.training.monitored(recipe.task)[0], metric_fns.reported(recipe.task, config.num_classes)
+    if monitor not in names:
+        raise ConfigError(f"training.monitor {monitor!r} is not a metric training reports; use one of: "
+                          f"{', '.join(names)}")
     return TrainJob(recipe=recipe, dataset_uri=dataset.uri, dataset_version=dataset.version, model=config,
                     run_uri=out_uri, init_weights=recipe.model.weights if init_weights is None else init_weights,
                     epochs=recipe.training.epochs, profile_steps=profile_steps, distill=distill)
@@ -90,6 +94,16 @@ def train(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_
     job = make_job(recipe, dataset, out_uri, profile_steps=profile_steps, distill=distill, model=model)
     check_compatible(job.model, dataset)
     result = fit(job, out_uri, fresh=fresh, show_progress=show_progress)
+    return publish(job, dataset, result, out_uri, started=started, card_extra=card_extra)
+
+
+def publish(job: TrainJob, dataset: PreparedDataset, result: FitResult, out_uri: str, *, started: float,
+            card_extra: dict | None = None) -> TrainOutcome:
+    """The best epoch's weights -> evaluation on the held-out split -> OUT/model (versioned) and OUT/eval.
+
+    A plain run, and a search promoting its best trial, end the same way.
+    """
+    recipe = job.recipe
     network = best_model(job.model, result)
     card = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -20,7 +20,7 @@ def test_flips_are_drawn_per_sample_and_masks_follow_their_images():
     batch, originals = samples(64, segmentation=True)
     images, masks = segmentation_augment()(batch)
     seen = set()
-    for image, mask, original in zip(images, masks, originals):
+    for image, mask, original in zip(images, masks, originals, strict=True):
         candidates = {(h, v): original.flip(-1) if h else original for h in (0, 1) for v in (0, 1)}
         candidates = {key: (img.flip(-2) if key[1] else img) for key, img in candidates.items()}
         match = [key for key, img in candidates.items() if torch.equal(img, image)]
@@ -37,7 +37,7 @@ def test_crops_are_shifted_windows_of_the_padded_image_with_their_own_offsets():
     assert images.shape == originals.shape and images.dtype == torch.uint8
     assert labels.tolist() == list(range(64))
     offsets = set()
-    for image, original in zip(images, originals):
+    for image, original in zip(images, originals, strict=True):
         padded = F.pad(original, (2, 2, 2, 2))
         found = [(top, left) for top in range(5) for left in range(5)
                  if torch.equal(padded[:, top:top + 8, left:left + 8], image)]

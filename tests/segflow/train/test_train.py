@@ -150,6 +150,13 @@ def test_input_channels_must_match_the_data(dataset, tmp_path):
         train(tiny("model.in_channels=1"), str(tmp_path), dataset_uri=dataset, show_progress=False)
 
 
+def test_a_monitor_training_does_not_report_is_refused_before_ray_starts(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="training.monitor 'val_top5' is not a metric training reports; use one "
+                                          "of: train_loss, val_loss, val_accuracy, val_miou"):
+        train(tiny("training.monitor=val_top5"), str(tmp_path), dataset_uri=dataset, show_progress=False)
+    assert not (tmp_path / "ray").exists()
+
+
 def test_profile_writes_a_trace_and_top_operators(tmp_path):
     recipe = tiny("data.num_images=80", "training.epochs=1", "training.num_workers=1", "training.cpus_per_worker=1")
     train(recipe, str(tmp_path / "run"), profile_steps=3, show_progress=False)

@@ -1,0 +1,229 @@
+"""The Ray Tune backend: searchers and schedulers over the recipe's space, one TorchTrainer per trial.
+
+Each trial is a Tune Trainable that builds and fits its own TorchTrainer (the Train V2 way; a
+Trainer can no longer be passed to `Tuner`), one Tune step and checkpoint per epoch, so ASHA
+and HyperBand can stop a trial between epochs and PBT can clone one. The experiment lives in
+WORKDIR/tune; an interrupted search is picked up there with `Tuner.restore`, finished trials kept.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray.train
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler
+from ray.tune.schedulers.pbt import PopulationBasedTraining
+
+from segflow.config.recipe import ChoiceParam, QUniformParam, SearchParam, SearchSection
+from segflow.errors import SearchError
+from segflow.search.nni_tuners.values import plain
+from segflow.search.trial import TrialSpec, train_trial
+from segflow.train import metrics as metric_fns
+
+# algo -> (searcher, default scheduler); `search.scheduler` may replace the scheduler.
+RAY_ALGOS = {
+    "random": ("random", "fifo"),
+    "grid": ("grid", "fifo"),
+    "optuna": ("optuna", "fifo"),
+    "hyperopt": ("hyperopt", "fifo"),
+    "bohb": ("bohb", "bohb"),
+    "asha": ("random", "asha"),
+    "hyperband": ("random", "hyperband"),
+    "pbt": ("random", "pbt"),
+}
+EXPERIMENT = "tune"
+TRIAL_DRIVER_MEMORY = 64 * 1024**2  # bytes
+STOP_TIMEOUT_S = 120  # a stopped trial's workers finish their current few steps
+
+
+@dataclass(frozen=True)
+class RayTrial:
+    trial_id: str
+    params: dict
+    curve: list[float]  # the search metric per epoch run
+    status: str
+    checkpoint_path: str | None  # the trial's best epoch
+    history: list[dict]  # every reported epoch's scalars
+
+
+def check_ray_algo(search: SearchSection) -> tuple[str, str]:
+    """(searcher, scheduler) for `search`, or a SearchError naming what is valid."""
+    if search.algo not in RAY_ALGOS:
+        raise SearchError(f"unknown Ray Tune algorithm {search.algo!r} (search.algo); use one of: "
+                          f"{', '.join(RAY_ALGOS)}")
+    searcher, scheduler = RAY_ALGOS[search.algo]
+    if search.scheduler:
+        if searcher == "bohb" and search.scheduler != "hyperband":
+            raise SearchError("bohb runs with its own HyperBand scheduler; leave search.scheduler unset")
+        if search.scheduler == "pbt" and searcher != "random":
+            raise SearchError(f"PBT mutates the configurations itself; use algo random or pbt, not {search.algo}")
+        scheduler = "bohb" if searcher == "bohb" else search.scheduler
+    if not search.space:
+        raise SearchError("search.space is empty; add at least one parameter to search over")
+    if searcher == "grid":
+        others = [name for name, param in search.space.items() if not isinstance(param, ChoiceParam)]
+        if others:
+            raise SearchError(f"grid search enumerates choice parameters only; {', '.join(others)} are not "
+                              "choices. Make them choices or use algo random")
+    return searcher, scheduler
+
+
+def tune_space(space: dict[str, SearchParam], grid: bool = False) -> dict:
+    return {name: _domain(param, grid) for name, param in space.items()}
+
+
+def _domain(param: SearchParam, grid: bool):
+    if isinstance(param, ChoiceParam):
+        return tune.grid_search(list(param.values)) if grid else tune.choice(list(param.values))
+    if isinstance(param, QUniformParam):
+        return tune.quniform(param.low, param.high, param.q)
+    return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[param.type](
+        param.low, param.high)
+
+
+def run_ray(search: SearchSection, spec: TrialSpec, workdir: Path) -> list[RayTrial]:
+    """Run (or resume) the search in WORKDIR/tune; every trial's outcome, in trial order."""
+    searcher, scheduler = check_ray_algo(search)
+    storage = str(Path(workdir).resolve())
+    trainable = tune.with_resources(tune.with_parameters(_Trial, spec=spec.model_dump(mode="json"),
+                                                         folder=storage), _trial_resources())
+    path = f"{storage}/{EXPERIMENT}"
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=tune_space(search.space, grid=searcher == "grid"),
+            tune_config=tune.TuneConfig(
+                metric=search.metric, mode=search.mode, num_samples=1 if searcher == "grid" else search.trials,
+                max_concurrent_trials=search.concurrency, search_alg=_searcher(searcher, search),
+                scheduler=_scheduler(scheduler, search),
+            ),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT, storage_path=storage, verbose=1,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None if scheduler == "pbt" else 2,
+                                                        checkpoint_score_attribute=search.metric,
+                                                        checkpoint_score_order=search.mode,
+                                                        checkpoint_frequency=1, checkpoint_at_end=True),
+            ),
+        )
+    grid = tuner.fit()
+    return [_trial_outcome(result, search) for result in grid]
+
+
+def _searcher(name: str, search: SearchSection):
+    if name == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(metric=search.metric, mode=search.mode)
+    if name == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        return HyperOptSearch(metric=search.metric, mode=search.mode, n_initial_points=max(1, search.trials // 2))
+    if name == "bohb":
+        from ray.tune.search.bohb import TuneBOHB
+
+        return TuneBOHB(metric=search.metric, mode=search.mode)
+    return None  # random and grid: Tune's BasicVariantGenerator
+
+
+def _scheduler(name: str, search: SearchSection):
+    epochs = {"time_attr": "training_iteration", "max_t": search.max_epochs}
+    if name == "asha":
+        return ASHAScheduler(**epochs, grace_period=1, reduction_factor=2)
+    if name == "hyperband":
+        return HyperBandScheduler(**epochs, reduction_factor=2)
+    if name == "bohb":
+        return HyperBandForBOHB(**epochs, reduction_factor=2)
+    if name == "pbt":
+        mutations = {name: _domain(param, grid=False) for name, param in search.space.items()}
+        return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=1,
+                                       hyperparam_mutations=mutations)
+    return FIFOScheduler()
+
+
+def _trial_resources() -> dict:
+    """What a trial's Tune function reserves: a little memory, no CPU.
+
+    The function only drives its TorchTrainer, whose workers claim the CPUs (and GPUs) they train
+    on. Tune's default of one CPU per trial would leave a 2-core machine one trial's workers short,
+    and Tune refuses an empty request, so the reservation is memory, which every Ray node has.
+    """
+    return {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}
+
+
+class _Trial(tune.Trainable):
+    """One Tune trial: the recipe with this trial's config, fitted in a background thread, one
+    Tune step per epoch.
+
+    A class rather than a Tune function, because a scheduler stopping a trial (ASHA, HyperBand,
+    PBT) must stop its TorchTrainer cleanly: `cleanup` asks the workers to stop and waits, which
+    releases their CPUs. A killed function leaves its workers' placement group reserved, and the
+    next trials wait for CPUs forever. A trial that Tune restores, or that PBT restarts from a
+    better trial, continues from the checkpoint given to `load_checkpoint`.
+    """
+
+    def setup(self, config: dict, spec: dict, folder: str) -> None:
+        self.spec = TrialSpec.model_validate(spec)
+        self.folder = Path(folder) / "trials" / self.trial_id
+        self.epochs: queue.Queue = queue.Queue()
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+        self.resume_from: ray.train.Checkpoint | None = None
+        self.latest: ray.train.Checkpoint | None = None
+
+    def step(self) -> dict:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._fit, name="segflow-trial-fit", daemon=True)
+            self.thread.start()
+        item = self.epochs.get()
+        if item is None:
+            raise self.failure or SearchError(f"trial {self.trial_id} ended without reporting an epoch")
+        metrics, self.latest = item
+        return metric_fns.scalars(metrics) | {"done": metrics["epoch"] >= self.spec.max_epochs}
+
+    def _fit(self) -> None:
+        try:
+            train_trial(self.spec, plain(self.config), self.folder, on_epoch=lambda m, c: self.epochs.put((m, c)),
+                        resume_from=self.resume_from, stop=self.stop_event)
+        except BaseException as exc:  # handed to Tune by the next step()
+            self.failure = exc
+        finally:
+            self.epochs.put(None)
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        if self.latest is not None:
+            with self.latest.as_directory() as folder:
+                shutil.copytree(folder, checkpoint_dir, dirs_exist_ok=True)
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        # Tune may delete its copy once this returns; the trial keeps its own.
+        target = self.folder / "restored-from"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, target)
+        self.resume_from = ray.train.Checkpoint.from_directory(str(target))
+
+    def cleanup(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=STOP_TIMEOUT_S)
+
+    def reset_config(self, new_config: dict) -> bool:
+        return False  # a fresh actor per trial
+
+
+def _trial_outcome(result, search: SearchSection) -> RayTrial:
+    frame = result.metrics_dataframe
+    history = [] if frame is None or search.metric not in frame else frame.to_dict("records")
+    curve = [float(epoch[search.metric]) for epoch in history]
+    best = result.get_best_checkpoint(search.metric, search.mode) if curve else None
+    status = "ERROR" if result.error else "TERMINATED"
+    trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+    # BOHB's ConfigSpace hands out numpy scalars
+    return RayTrial(trial_id, plain(dict(result.config)), curve, status, best.path if best else None, history)

@@ -1,0 +1,202 @@
+"""`segflow tune`: search the recipe's space with Ray Tune or NNI, then promote the best trial.
+
+    OUT/dataset/                      the prepared dataset (from raw data or the synthetic set)
+    OUT/search/                       the backend's experiment (WORK; local even when OUT is s3://)
+        trials/<trial id>/            each trial's Ray Train run and trial.json
+        tune/ | nni/<experiment id>/  Ray Tune's experiment (resumable) or NNI's
+    OUT/model/, OUT/eval/             the best trial's best epoch, published like `segflow train`
+    OUT/search.json                   every trial: parameters, metric per epoch, status
+    OUT/hyperparameter-optimization.md  the report, with its figures in OUT/search-figures/
+
+Everything that can be checked is checked before any trial starts: the algorithm and its
+parameter types, the metric's name, and whether `concurrency` trials fit the CPUs and GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import ray
+import ray.train
+
+from segflow.config.recipe import Recipe
+from segflow.errors import SearchError
+from segflow.search import report as search_report
+from segflow.search.trial import TrialSpec, read_trial, trial_recipe
+from segflow.store import join_uri, open_store
+from segflow.store.local import LocalStore
+from segflow.train import metrics as metric_fns
+from segflow.train.fit import FitResult, ensure_ray
+from segflow.train.run import TrainOutcome, make_job, publish, resolve_dataset
+
+REPORT = "hyperparameter-optimization.md"
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    name: str
+    params: dict
+    curve: list[float]  # the search metric per epoch run
+    status: str
+
+    def best(self, mode: str) -> float:
+        values = [v for v in self.curve if math.isfinite(v)]
+        if not values:
+            return math.nan
+        return min(values) if mode == "min" else max(values)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    backend: str
+    algo: str
+    mode: str
+    trials: list[TrialSummary]
+    best: TrialSummary
+    best_metric: float
+    model: TrainOutcome
+    report_uri: str
+    wall_time_s: float
+    web_ui: str | None = None
+
+
+def check_search(recipe: Recipe) -> None:
+    """Algorithm, parameter types and budget: everything that needs no data."""
+    search = recipe.search
+    if search.backend == "nni":
+        from segflow.search.space import check_algo_supports
+
+        check_algo_supports(search.algo, search.space)
+        if search.scheduler:
+            raise SearchError("search.scheduler is for the Ray backend; NNI's Hyperband and BOHB bring their own")
+    else:
+        from segflow.search.ray_backend import check_ray_algo
+
+        check_ray_algo(search)
+    check_fits(recipe)
+
+
+def check_fits(recipe: Recipe, cpus: float | None = None, gpus: float | None = None) -> None:
+    """Refuse a search whose `concurrency` trials cannot all train at once on this machine (or Ray cluster)."""
+    search, training = recipe.search, recipe.training
+    if cpus is None:
+        cpus, gpus = _capacity()
+    need_cpu = search.concurrency * training.num_workers * training.cpus_per_worker
+    need_gpu = search.concurrency * training.num_workers if training.use_gpu else 0
+    fix = ("lower search.concurrency, training.num_workers or training.cpus_per_worker (fractions work, "
+           "e.g. 0.5)")
+    if need_cpu > cpus + 1e-9:
+        raise SearchError(f"the search needs {need_cpu:g} CPUs at once (search.concurrency {search.concurrency} x "
+                          f"training.num_workers {training.num_workers} x training.cpus_per_worker "
+                          f"{training.cpus_per_worker:g}) but there are {cpus:g}; {fix}")
+    if need_gpu > (gpus or 0):
+        raise SearchError(f"the search needs {need_gpu} GPUs at once (search.concurrency x training.num_workers) "
+                          f"but there are {gpus or 0:g}; lower search.concurrency or set training.use_gpu=false")
+
+
+def check_metric(recipe: Recipe, num_classes: int) -> None:
+    names = metric_fns.reported(recipe.task, num_classes)
+    if recipe.search.metric not in names:
+        raise SearchError(f"search.metric {recipe.search.metric!r} is not reported by {recipe.task} training; "
+                          f"use one of: {', '.join(names)}")
+
+
+def _capacity() -> tuple[float, float]:
+    if os.environ.get("RAY_ADDRESS"):
+        ensure_ray()
+        resources = ray.cluster_resources()
+        return resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    import torch
+
+    return float(os.cpu_count() or 1), float(torch.cuda.device_count())
+
+
+@dataclass(frozen=True)
+class _BackendResult:
+    trials: list[TrialSummary]
+    best: str  # the best trial's name
+    checkpoint: str  # the folder of the best trial's best epoch
+    history: list[dict]  # the best trial's epochs
+    web_ui: str | None = None
+
+
+def search(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_path: Path | None = None,
+           show_progress: bool = True) -> SearchOutcome:
+    started = time.monotonic()
+    check_search(recipe)
+    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, show_progress)
+    check_metric(recipe, make_job(recipe, dataset, out_uri).model.num_classes)
+    s = recipe.search
+    spec = TrialSpec(recipe=recipe.model_dump(mode="json"), dataset_uri=dataset.uri, dataset_version=dataset.version,
+                     metric=s.metric, mode=s.mode, max_epochs=s.max_epochs)
+    workdir = _workdir(out_uri, recipe)
+    ensure_ray()
+    found = (_run_nni if s.backend == "nni" else _run_ray)(recipe, spec, workdir)
+    best = next(t for t in found.trials if t.name == found.best)
+    if not Path(found.checkpoint).is_dir():
+        raise SearchError(f"the best trial {found.best} left no checkpoint at {found.checkpoint}; see {workdir}")
+    checkpoint = ray.train.Checkpoint.from_directory(found.checkpoint)
+    result = FitResult(found.history, checkpoint, {}, found.checkpoint, "")
+    best_job = make_job(trial_recipe(recipe, best.params, s.max_epochs, s.metric, s.mode), dataset, out_uri)
+    extra = {"search": {"backend": s.backend, "algo": s.algo, "trial": best.name, "params": best.params,
+                        "metric": s.metric, "value": best.best(s.mode), "trials": len(found.trials)}}
+    model = publish(best_job, dataset, result, out_uri, started=started, card_extra=extra)
+    wall = time.monotonic() - started
+    with tempfile.TemporaryDirectory(prefix="segflow-search-") as tmp:
+        folder = Path(tmp)
+        (folder / "search.json").write_text(json.dumps(
+            {"recipe": recipe.name, "backend": s.backend, "algo": s.algo, "metric": s.metric, "mode": s.mode,
+             "best": best.name, "trials": [asdict(t) for t in found.trials]}, indent=2, default=float))
+        search_report.write(recipe, found.trials, best, found.history, model, folder / REPORT,
+                            wall_time_s=wall, web_ui=found.web_ui)
+        open_store(out_uri).put_tree(folder, last=(REPORT,))
+    return SearchOutcome(s.backend, s.algo, s.mode, found.trials, best, best.best(s.mode), model,
+                         join_uri(out_uri, REPORT), wall, found.web_ui)
+
+
+def _workdir(out_uri: str, recipe: Recipe) -> Path:
+    store = open_store(out_uri)
+    if isinstance(store, LocalStore):
+        return store.root / "search"
+    from segflow.data.dataset import cache_root
+
+    return cache_root() / "search" / recipe.name
+
+
+def _run_nni(recipe: Recipe, spec: TrialSpec, workdir: Path) -> _BackendResult:
+    from segflow.search.nni_backend import run_nni
+
+    args = {"spec": spec.model_dump(mode="json"), "folder": str(workdir),
+            "ray_address": ray.get_runtime_context().gcs_address}
+    result = run_nni(recipe.search, "segflow.search.trial:nni_trial", args, workdir)
+    trials = [TrialSummary(t.trial_id, t.params, list(t.intermediate), t.status) for t in result.trials]
+    best = next(t.trial_id for t in result.trials if t.params == result.best_params and t.metric == result.best_metric)
+    record = read_trial(workdir / "trials" / best)
+    return _BackendResult(trials, best, record["best_checkpoint"], record["history"], result.web_ui)
+
+
+def _run_ray(recipe: Recipe, spec: TrialSpec, workdir: Path) -> _BackendResult:
+    from segflow.search.ray_backend import run_ray
+
+    s = recipe.search
+    outcomes = run_ray(s, spec, workdir)
+    trials = [TrialSummary(t.trial_id, t.params, t.curve, _ray_status(t.status, len(t.curve), s.max_epochs))
+              for t in outcomes]
+    ranked = [(t, o) for t, o in zip(trials, outcomes, strict=True) if math.isfinite(t.best(s.mode))]
+    if not ranked:
+        raise SearchError(f"no trial reported {s.metric!r}; see the trial errors under {workdir / 'tune'}")
+    pick = min if s.mode == "min" else max
+    best, outcome = pick(ranked, key=lambda pair: pair[0].best(s.mode))
+    return _BackendResult(trials, best.name, outcome.checkpoint_path, outcome.history)
+
+
+def _ray_status(status: str, epochs: int, max_epochs: int) -> str:
+    if status != "TERMINATED":
+        return status
+    return "SUCCEEDED" if epochs >= max_epochs else f"STOPPED AFTER {epochs}"
