@@ -39,8 +39,17 @@ def dataset(tmp_path_factory):
 
 
 def train_worker_pids() -> set[int]:
-    return {p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
-            if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])}
+    """Ray Train workers of this test process's own Ray cluster (its raylet is our child), not of
+    other Ray jobs on the machine."""
+    ours = set()
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if (any("RayTrainWorker" in part for part in process.info["cmdline"] or [])
+                    and any(parent.pid == os.getpid() for parent in process.parents())):
+                ours.add(process.info["pid"])
+        except psutil.NoSuchProcess:
+            continue
+    return ours
 
 
 def registered_checkpoints(run: Path) -> list[str]:
