@@ -114,7 +114,7 @@ def deploy(
     management: Annotated[str | None, typer.Option(
         "--management", envvar="SEGFLOW_TORCHSERVE_MANAGEMENT_URL",
         help="TorchServe's management URL, e.g. http://127.0.0.1:8081; without one, print the helm upgrade")] = None,
-    token: Annotated[str | None, typer.Option(help="management key (env SEGFLOW_TORCHSERVE_MANAGEMENT_KEY)",
+    token: Annotated[str | None, typer.Option(help="TorchServe's management key",
                                               envvar="SEGFLOW_TORCHSERVE_MANAGEMENT_KEY")] = None,
     key_file: Annotated[Path | None, typer.Option("--key-file", help="TorchServe key_file.json (its management key)")] = None,
     staging: Annotated[str | None, typer.Option(help="where the .mar is staged for TorchServe to download; "

@@ -25,9 +25,15 @@ def local_run(tmp_path_factory):
     args = [str(Path(sys.executable).parent / "segflow"), "run", "quickstart", "--run-dir", str(root),
             "--distill", STUDENT, "--serve-once", *[a for t in TINY for a in ("--set", t)]]
     result = subprocess.run(args, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "250"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, _failure(result)
     (run,) = (root / "pipeline").iterdir()
     return run, result.stdout, root
+
+
+def _failure(result: subprocess.CompletedProcess) -> str:
+    """The failed task's traceback (kfp.local prints it after pages of executor JSON), then stderr's end."""
+    start = result.stdout.rfind("Traceback (most recent call last)")
+    return (result.stdout[start:start + 4000] if start >= 0 else result.stdout[-3000:]) + result.stderr[-2000:]
 
 
 def test_segflow_run_quickstart_produces_model_metrics_report(local_run):
