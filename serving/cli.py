@@ -110,13 +110,13 @@ def print_endpoints(endpoints, manifest: dict) -> None:
 
 
 def deploy(
-    archive: Annotated[str, typer.Argument(help="archive URI written by `segflow package`; its latest version goes live")],
+    archive: Annotated[str, typer.Argument(help="archive URI (`segflow package` --out); its latest version goes live")],
     management: Annotated[str | None, typer.Option(
         "--management", envvar="SEGFLOW_TORCHSERVE_MANAGEMENT_URL",
         help="TorchServe's management URL, e.g. http://127.0.0.1:8081; without one, print the helm upgrade")] = None,
     token: Annotated[str | None, typer.Option(help="TorchServe's management key",
                                               envvar="SEGFLOW_TORCHSERVE_MANAGEMENT_KEY")] = None,
-    key_file: Annotated[Path | None, typer.Option("--key-file", help="TorchServe key_file.json (its management key)")] = None,
+    key_file: Annotated[Path | None, typer.Option("--key-file", help="TorchServe's key_file.json")] = None,
     staging: Annotated[str | None, typer.Option(help="where the .mar is staged for TorchServe to download; "
                                                      "default: deploy/ beside the archive")] = None,
 ) -> None:
