@@ -48,7 +48,7 @@ def publish_evaluation(eval_dir: Path, metrics, report, report_md: Path | None =
     for key, value in scalars(values).items():
         metrics.log_metric(key, value)
     markdown = (report_md or eval_dir / "report.md").read_text()
-    Path(report.path).write_text(to_html(markdown, eval_dir / "figures"))
+    Path(report.path).write_text(to_html(markdown, eval_dir / "figures", report_md.parent if report_md else None))
     task = "segmentation" if "miou" in values else "classification"
     return float(values[QUALITY[task]])
 

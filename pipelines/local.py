@@ -70,6 +70,13 @@ def summary(run: LocalRun) -> dict[str, str]:
         rows["student"] = f"{student['metadata']['model_uri']} ({student['metadata']['model']})"
         rows["distillation report"] = artifact(run.tasks["distill"], "report")["uri"]
         rows.update(_metrics(run.tasks["distill"], "student metric"))
+    if "tune" in run.tasks:
+        best = artifact(run.tasks["tune"], "run")
+        rows["best trial's model"] = f"{best['metadata']['model_uri']} (version {best['metadata']['version']})"
+        found = best["metadata"]
+        rows["search"] = f"{found['backend']} / {found['algo']}, best trial {found['best_trial']}"
+        rows["search report (HTML)"] = artifact(run.tasks["tune"], "report")["uri"]
+        rows.update(_metrics(run.tasks["tune"], "metric"))
     if "nas" in run.tasks:
         searched = artifact(run.tasks["nas"], "run")
         rows["searched model"] = f"{searched['metadata']['model_uri']} (version {searched['metadata']['version']})"

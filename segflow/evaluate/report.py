@@ -79,12 +79,18 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def to_html(report_md: str, figures_dir: Path) -> str:
-    """One self-contained HTML page (figures inlined as data URIs): what the Kubeflow UI shows."""
+def to_html(report_md: str, figures_dir: Path, root: Path | None = None) -> str:
+    """One self-contained HTML page (figures inlined as data URIs): what the Kubeflow UI shows.
+
+    A figure is looked up by name in `figures_dir`, else by its relative path from `root` (the
+    folder of a search or distillation report whose own figures sit beside it).
+    """
     import markdown
 
     def inline(match: re.Match) -> str:
         path = figures_dir / Path(match.group(2)).name
+        if not path.is_file() and root is not None:
+            path = root / match.group(2)
         data = base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
         return f"![{match.group(1)}](data:image/png;base64,{data})"
 

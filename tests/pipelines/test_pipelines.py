@@ -67,6 +67,17 @@ def test_deploy_reads_torchserve_from_an_optional_secret():
     assert "segflow-minio" in secrets  # the .mar is staged in MinIO for TorchServe to download
 
 
+def test_search_runs_tune_or_nas_by_its_method_parameter():
+    ir = next(yaml.safe_load_all((PIPELINES / "search.yaml").read_text()))
+    tasks = _tasks_by_display_name(ir)
+    for group, step, method in (("hyperparameter-search", "tune", "tune"), ("architecture-search", "nas", "nas")):
+        condition = tasks[group]["triggerPolicy"]["condition"]
+        assert condition == f"inputs.parameter_values['pipelinechannel--method'] == '{method}'"
+        branch = ir["components"][tasks[group]["componentRef"]["name"]]["dag"]["tasks"]
+        assert [t["taskInfo"]["name"] for t in branch.values()] == [step]
+    assert ir["root"]["inputDefinitions"]["parameters"]["method"]["defaultValue"] == "tune"
+
+
 def test_options_of_train_and_serve_are_refused_for_the_search_pipeline():
     assert _pipeline_arguments("train_and_serve", "unet:depth=1", 0.5, False) == {
         "distill_student": "unet:depth=1", "deploy_min_metric": 0.5}
