@@ -36,8 +36,11 @@ $(STAMP): pyproject.toml setup.py constraints.txt scripts/install.sh
 run: venv
 	$(BIN)/segflow run quickstart --run-dir $(RUN_DIR)/quickstart
 
+# MinIO, etcd and kube-apiserver are built from their Go modules into ~/.cache/segflow (cached, so
+# only the first run builds); without Go the suite says which tests used moto or skipped, and why.
 test: venv
 	$(call debian_packages,prometheus nginx,true)
+	PYTHONPATH=tests $(BIN)/python -m support.gobuild
 	$(BIN)/python -m pytest
 
 # Re-resolve constraints.in + the extras into the full lock, in a throw-away venv.

@@ -1,17 +1,18 @@
-"""Shared fixtures: real servers on loopback (S3) and paths to the shared real datasets."""
+"""Shared fixtures: real servers on loopback (S3, Kubernetes API) and paths to the shared real datasets."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support.net import free_port, wait_for_port
+from support.kube import KubeAPI, KubeUnavailable
+from support.kube import kube_api as start_kube_api
+from support.net import free_port
+from support.s3server import S3Server
+from support.s3server import s3_server as start_s3_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATASETS = Path(os.environ.get("SEGFLOW_SHARED_DATASETS", SHARED / "datasets"))
@@ -23,36 +24,41 @@ def closed_port() -> int:
     return free_port()
 
 
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-    access_key: str
-    secret_key: str
-    kind: str  # "minio" or "moto": which server answered, reported in the test output
+SERVERS: dict[str, str] = {}  # which real server (or stand-in) each kind was, for the summary
 
-    def env(self) -> dict[str, str]:
-        return {
-            "SEGFLOW_S3_ENDPOINT": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-        }
+
+def pytest_terminal_summary(terminalreporter):
+    for kind, line in SERVERS.items():
+        terminalreporter.write_line(f"[servers] {kind}: {line}")
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> S3Server:
-    """A real S3-compatible server on a free loopback port for the whole session."""
-    port = free_port()
-    moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    log = open(tmp_path_factory.mktemp("s3") / "server.log", "w")
-    process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    """A real S3 server on a free loopback port for the whole session: MinIO, or moto where MinIO cannot be built."""
+    with start_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        SERVERS["S3"] = server.describe()
+        print(f"\n[s3] {server.describe()}", file=sys.stderr)
+        yield server
+
+
+@pytest.fixture
+def minio_server(s3_server) -> S3Server:
+    """The session's S3 server when it is MinIO; a skip saying why for the moto stand-in."""
+    if s3_server.kind != "minio":
+        pytest.skip(f"needs MinIO (moto stands in: {s3_server.why_not_minio.splitlines()[0]})")
+    return s3_server
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory) -> KubeAPI:
+    """A real kube-apiserver with etcd on loopback (no kubelet); a skip saying why where it cannot be built."""
     try:
-        wait_for_port(port, process)
-        print(f"\n[s3] moto S3 server on 127.0.0.1:{port}", file=sys.stderr)
-        yield S3Server(f"http://127.0.0.1:{port}", "testing-key", "testing-secret", "moto")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        with start_kube_api(tmp_path_factory.mktemp("kube")) as api:
+            SERVERS["Kubernetes API"] = api.describe()
+            yield api
+    except KubeUnavailable as exc:
+        SERVERS["Kubernetes API"] = f"none, the tests that need it skipped: {str(exc).splitlines()[0]}"
+        pytest.skip(f"no kube-apiserver: {exc}")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ No cluster runs here, so the kubelet's part is played by tests/support/pod.py: t
 Deployment's containers start from their own specs (command, env, volumes, security context) in
 private mount namespaces with a read-only root, as uid 1000:
 
-    fetch-model (init)  downloads the archive from a real S3 server (moto) and checks its sha256
+    fetch-model (init)  downloads the archive from a real S3 server (MinIO) and checks its sha256
     torchserve          TorchServe with the chart's config.properties and metrics.yaml
     gateway             Debian's nginx with the chart's nginx.conf and token template; the nginx
                         image's entrypoint is reduced to what it does for the chart (envsubst of

@@ -17,24 +17,8 @@ import pytest
 import yaml
 
 from support.crd import validate_any
-from support.helm import CHART, chart, find, render, render_objects
+from support.helm import CHART, VALUE_SETS, chart, find, render, render_objects
 
-VALUE_SETS = {
-    "default": {},
-    "gpu": {"gpu": {"enabled": True, "count": 2}, "tolerations": [{"key": "dedicated", "operator": "Equal",
-                                                                      "value": "ml", "effect": "NoSchedule"}]},
-    "hpa_cpu": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6}},
-    "hpa_requests": {"autoscaling": {"enabled": True, "metric": "requests", "targetRequestsPerSecond": 25}},
-    "minio": {"minio": {"enabled": True, "persistence": {"enabled": True, "storageClass": "standard"}}},
-    "ingress": {"ingress": {"enabled": True, "className": "nginx",
-                            "tls": [{"secretName": "segflow-tls", "hosts": ["segflow.example.com"]}]}},
-    "own_secrets_and_peers": {"auth": {"existingSecret": "segflow-token"}, "model": {"archiveVersion": "3f2a9c01"},
-                              "networkPolicy": {"inferenceFrom": [
-                                  {"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}},
-    "no_monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
-                      "dashboard": {"enabled": False}, "networkPolicy": {"enabled": False},
-                      "podDisruptionBudget": {"enabled": False}},
-}
 SECRET_ENV = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|ROOT_USER", re.IGNORECASE)
 
 
@@ -200,7 +184,8 @@ def test_minio_mode_serves_from_the_charts_minio_with_generated_credentials():
     assert "mc mb --ignore-existing segflow/segflow" in job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert find(objects, "PersistentVolumeClaim")["spec"]["storageClassName"] == "standard"
     selector = find(objects, "ServiceMonitor")["spec"]["selector"]["matchLabels"].items()
-    scraped = [s["metadata"]["name"] for s in objects if s["kind"] == "Service" and selector <= s["metadata"]["labels"].items()]
+    scraped = [s["metadata"]["name"] for s in objects
+               if s["kind"] == "Service" and selector <= s["metadata"]["labels"].items()]
     assert scraped == ["segflow"]  # MinIO's Service is not mistaken for a serving one
 
 

@@ -1,9 +1,9 @@
 """The train step's cluster mode: the RayJob it builds, and how it follows one to the end.
 
-No Kubernetes API server runs here, so submit-and-follow is exercised with the real
-kubernetes Python client against a loopback HTTP server that replays recorded RayJob
-statuses (tests/components/recorded/*.json, the shape KubeRay 1.7 writes). This is the one
-place a fake stands in for a server.
+Here submit-and-follow runs with the real kubernetes Python client against a loopback HTTP
+server that replays recorded RayJob statuses (tests/components/recorded/*.json, the shape
+KubeRay 1.7 writes), so it is checked where no kube-apiserver can be built; with Go,
+test_rayjob_apiserver.py follows the same statuses through a real kube-apiserver.
 """
 
 import json

@@ -2,7 +2,7 @@
 
 One TorchServe (serving/server.py's `TorchServe`, free loopback ports) starts serving version 1
 of a tiny model. Version 2 (other weights) is deployed from a local archive (staged as a file://
-URL) and version 3 from S3 (a real S3 server: moto, staged as a presigned URL, the cluster path);
+URL) and version 3 from S3 (a real S3 server: MinIO, staged as a presigned URL, the cluster path);
 after each, /predictions/tiny answers with the new weights, pixel for pixel, from the same
 TorchServe process. Deploying version 1 again is a rollback: no new registration, only the
 default moves. Then the errors: server down, wrong key, an archive TorchServe refuses, an

@@ -13,6 +13,24 @@ import yaml
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "segflow"
 RELEASE = NAMESPACE = "segflow"
+# Every supported shape of values: rendered and validated offline (test_render), applied to a real API server
+# (test_apiserver).
+VALUE_SETS = {
+    "default": {},
+    "gpu": {"gpu": {"enabled": True, "count": 2}, "tolerations": [{"key": "dedicated", "operator": "Equal",
+                                                                      "value": "ml", "effect": "NoSchedule"}]},
+    "hpa_cpu": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6}},
+    "hpa_requests": {"autoscaling": {"enabled": True, "metric": "requests", "targetRequestsPerSecond": 25}},
+    "minio": {"minio": {"enabled": True, "persistence": {"enabled": True, "storageClass": "standard"}}},
+    "ingress": {"ingress": {"enabled": True, "className": "nginx",
+                            "tls": [{"secretName": "segflow-tls", "hosts": ["segflow.example.com"]}]}},
+    "own_secrets_and_peers": {"auth": {"existingSecret": "segflow-token"}, "model": {"archiveVersion": "3f2a9c01"},
+                              "networkPolicy": {"inferenceFrom": [
+                                  {"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}},
+    "no_monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
+                      "dashboard": {"enabled": False}, "networkPolicy": {"enabled": False},
+                      "podDisruptionBudget": {"enabled": False}},
+}
 
 
 @functools.cache

