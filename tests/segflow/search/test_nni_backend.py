@@ -238,11 +238,14 @@ def test_ctrl_c_stops_the_manager_and_the_running_trial(tmp_path):
         while time.monotonic() < deadline:
             try:
                 jobs = requests.get(f"http://127.0.0.1:{port}/api/v1/nni/trial-jobs", timeout=2).json()
-                if any(job["status"] == "RUNNING" for job in jobs):
-                    os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C delivers to the driver
-                    return
-            except requests.RequestException:  # not up yet, or answering empty while it boots
-                pass
+            except (requests.RequestException, ValueError):  # not up yet, or answering empty while it boots
+                jobs = []
+            # While it boots the manager may answer an error object rather than a list: keep polling
+            # (a TypeError here would end this thread silently and the search would just time out).
+            if isinstance(jobs, list) and any(isinstance(job, dict) and job.get("status") == "RUNNING"
+                                              for job in jobs):
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C delivers to the driver
+                return
             time.sleep(0.2)
 
     threading.Thread(target=interrupt_once_a_trial_runs, daemon=True).start()
