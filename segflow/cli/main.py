@@ -145,6 +145,29 @@ def nas(
 
 
 @app.command()
+def compress(
+    model: Annotated[str, typer.Argument(help="model artifact URI (OUT/model of a run)")],
+    method: Annotated[str, typer.Option("--method", help="int8, prune[:RATIO] (default 0.5) or prune[:RATIO]+int8")],
+    out: Annotated[str | None, typer.Option("--out", help="run URI; default runs/compress-METHOD")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="prepared dataset URI; default: the card's")] = None,
+    epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs after pruning (0: none); default: "
+                                                    "the recipe's")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="override a key of the model's recipe for "
+                                                        "fine-tuning, e.g. --set training.lr=0.001")] = None,
+) -> None:
+    """Make a trained model cheaper on CPU (channel pruning, int8); report original vs compressed side by side."""
+    from segflow.compress.compression import compress as run_compress
+
+    result = run_compress(model, method, out or f"runs/compress-{method.replace(':', '-').replace('+', '-')}",
+                          dataset_uri=dataset, epochs=epochs, overrides=overrides, show_progress=sys.stderr.isatty())
+    from segflow.compress.compare import table
+
+    console.print(table(result.figures, result.task, result.split), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"model:  {result.model_uri} (version {result.model_version})")
+    console.print(f"compression report: {result.report}")
+
+
+@app.command()
 def tune(
     recipe: Annotated[str, typer.Argument(help="recipe name or YAML path (its search: section is the space)")],
     backend: Annotated[str | None, typer.Option(help="ray or nni; default from the recipe")] = None,

@@ -13,8 +13,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
+from torch.ao.nn.quantized.modules.utils import WeightedQuantizedModule
 
 from segflow.compress.darts_cells import build_darts
+from segflow.compress.prune import build_pruned
+from segflow.compress.quantize import build_int8
 from segflow.config.recipe import ClassSpec, Task
 from segflow.errors import ModelError
 from segflow.models.classifiers import build_resnet, build_smallcnn, build_vgg16
@@ -41,6 +44,8 @@ MODELS: dict[str, tuple[Task | None, Builder]] = {
     "vgg16": ("classification", lambda c, w: build_vgg16(c.in_channels, c.out_channels, w, _small(c), **c.params)),
     "smallcnn": ("classification", lambda c, w: build_smallcnn(c.in_channels, c.out_channels, **c.params)),
     "darts": (None, lambda c, w: build_darts(c)),
+    "pruned": (None, lambda c, w: build_pruned(c)),  # params.base: the float model it was pruned from
+    "int8": (None, lambda c, w: build_int8(c)),  # params.base: the float model it quantizes (CPU only)
 }
 
 
@@ -95,13 +100,13 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    wrong = [k for k in own if k in state and _shape(own[k]) != _shape(state[k])]
     if missing or unexpected or wrong:
         details = []
         if wrong:
             key = wrong[0]
             details.append(f"{len(wrong)} tensor(s) of another shape, e.g. {key}: "
-                           f"{tuple(state[key].shape)} in the file vs {tuple(own[key].shape)} here")
+                           f"{_shape(state[key])} in the file vs {_shape(own[key])} here")
         if missing:
             details.append(f"{len(missing)} missing, e.g. {missing[0]}")
         if unexpected:
@@ -113,8 +118,20 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     model.load_state_dict(state)
 
 
+def _shape(entry: object) -> object:
+    """A state dict entry's shape; an int8 Linear layer also stores a dtype and a (weight, bias) tuple."""
+    if isinstance(entry, torch.Tensor):
+        return tuple(entry.shape)
+    if isinstance(entry, tuple):
+        return tuple(_shape(item) for item in entry)
+    return entry
+
+
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Weights and biases, counting an int8 model's too: they are packed, outside model.parameters()."""
+    packed = sum(t.numel() for m in model.modules() if isinstance(m, WeightedQuantizedModule) and callable(m.weight)
+                 for t in (m.weight(), m.bias()) if t is not None)
+    return packed + sum(p.numel() for p in model.parameters())
 
 
 def probabilities(logits: torch.Tensor, binary: bool) -> torch.Tensor:

@@ -25,6 +25,14 @@ class _DoubleConv(nn.Sequential):
         )
 
 
+@torch.fx.wrap  # a leaf for torch.fx: its shape test would stop symbolic tracing (quantization, pruning)
+def _pad_to(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """Odd input sizes: pad the upsampled map up to its skip's size."""
+    if x.shape[-2:] == skip.shape[-2:]:
+        return x
+    return F.pad(x, (0, skip.shape[-1] - x.shape[-1], 0, skip.shape[-2] - x.shape[-2]))
+
+
 class _Up(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, mode: str, dropout: float):
         super().__init__()
@@ -38,10 +46,7 @@ class _Up(nn.Module):
         self.conv = _DoubleConv(in_channels, out_channels, dropout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.up(x)
-        if x.shape[-2:] != skip.shape[-2:]:  # odd input sizes: pad up to the skip's size
-            x = F.pad(x, (0, skip.shape[-1] - x.shape[-1], 0, skip.shape[-2] - x.shape[-2]))
-        return self.conv(torch.cat([skip, x], dim=1))
+        return self.conv(torch.cat([skip, _pad_to(self.up(x), skip)], dim=1))
 
 
 class UNet(nn.Module):

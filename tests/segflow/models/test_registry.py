@@ -19,7 +19,8 @@ def config(name, task="segmentation", classes=3, channels=3, size=(64, 64), **pa
 
 
 def test_recipe_names_match_the_registry():
-    assert set(typing.get_args(ModelName)) == set(MODELS)
+    compressed = {"pruned", "int8"}  # written by `segflow compress` from a trained model, never named in a recipe
+    assert set(typing.get_args(ModelName)) == set(MODELS) - compressed
 
 
 @pytest.mark.parametrize("name,params", [
