@@ -10,7 +10,8 @@ RUN_DIR ?= out
 .PHONY: venv run test lock clean
 
 # Debian packages: swig builds pyrfr (SMAC3's random forest); the tests run Prometheus and nginx
-# (the Helm chart's gateway) as local processes (without them those tests skip and say why).
+# (the Helm chart's gateway) as local processes and drive the web page in chromium (without them
+# those tests skip and say why).
 # Installed with apt when running as root; otherwise named with the command to run, and the
 # build stops only for required ones.
 define debian_packages
@@ -39,7 +40,7 @@ run: venv
 # MinIO, etcd and kube-apiserver are built from their Go modules into ~/.cache/segflow (cached, so
 # only the first run builds); without Go the suite says which tests used moto or skipped, and why.
 test: venv
-	$(call debian_packages,prometheus nginx,true)
+	$(call debian_packages,prometheus nginx chromium,true)
 	PYTHONPATH=tests $(BIN)/python -m support.gobuild
 	$(BIN)/python -m pytest
 

@@ -32,7 +32,7 @@ from segflow.data.palette import palette
 from segflow.errors import ServingError
 from segflow.models import ModelConfig
 from segflow.models.artifact import CARD, CONFIG, WEIGHTS, load_model_dir
-from segflow.serving.codec import CHANNEL_MODES
+from segflow.serving.codec import CHANNEL_MODES, hex_colour
 from segflow.store import download_tree, join_uri, latest_version, open_store, publish_version, sha256_file
 from segflow.store.versions import read_manifest
 
@@ -112,7 +112,7 @@ def _model_name(name: str | None, card: dict, config: ModelConfig) -> str:
 def _write_extras(model_dir: Path, config: ModelConfig, serving: ServingSection) -> None:
     """palette.json (the legend of mask colours) and model_config.yaml (batching + handler settings)."""
     colours = palette(config.classes)
-    legend = [{"index": i, "name": c.name, "colour": "#{:02X}{:02X}{:02X}".format(*colours[i])}
+    legend = [{"index": i, "name": c.name, "colour": hex_colour(colours[i])}
               for i, c in enumerate(config.classes)]
     (model_dir / PALETTE).write_text(json.dumps({"classes": legend}, indent=2))
     model_config = {

@@ -7,7 +7,7 @@ through the `segflow.commands` entry point, keeping the layers' dependencies poi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -49,6 +49,9 @@ def serve(
     management_port: Annotated[int | None, typer.Option(help="management port on 127.0.0.1 (default: a free port)")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus metrics port on 127.0.0.1 (default: a free port)")] = None,
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="config, keys, logs, pid file and sockets; default runs/serve/NAME")] = None,
+    web: Annotated[bool, typer.Option("--web", help="also serve the web page: drop an image, see its mask")] = False,
+    web_port: Annotated[int | None, typer.Option(help="web page port on 127.0.0.1 (default: a free port)")] = None,
+    max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", help="largest image the page accepts, MiB")] = 16,
 ) -> None:
     """Serve a model with TorchServe on 127.0.0.1 until Ctrl-C: token auth on, Prometheus metrics."""
     from segflow.serving.server import Ports
@@ -56,8 +59,22 @@ def serve(
     ports = Ports.pick(port, management_port, metrics_port)
     with running_server(source, run_dir, ports) as (server, endpoints, manifest):
         print_endpoints(endpoints, manifest)
-        serve_until_interrupted(server)
+        with web_page(endpoints, web_port, max_upload_mb) if web else nullcontext():
+            serve_until_interrupted(server)
     console.print("stopped")
+
+
+@contextmanager
+def web_page(endpoints, port: int | None, max_upload_mb: int) -> Iterator[None]:
+    """The web page beside TorchServe while the block runs; its proxy holds the inference key, the browser none."""
+    from segflow.serving.server import free_port
+    from segflow.serving.webapp import KeyFileToken, WebServer, WebSettings, create_app
+
+    app = create_app(WebSettings(endpoints.predictions, max_upload_mb),
+                     KeyFileToken(endpoints.key_file, endpoints.management))
+    with WebServer(app, "127.0.0.1", port or free_port()) as page:
+        console.print(f"  web page:    {page.url}   (drop an image, see the segmentation)", soft_wrap=True)
+        yield
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from segflow.errors import ServingError
@@ -29,6 +29,7 @@ class Prediction:
     status: int
     content_type: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # by lower-case name
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -84,7 +85,8 @@ class InferenceClient:
         connection = self._connect()
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
-        return Prediction(response.status, response.getheader("Content-Type", ""), response.read())
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Prediction(response.status, headers.get("content-type", ""), response.read(), headers)
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:

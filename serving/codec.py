@@ -7,7 +7,8 @@ a bad request costs one answer, never a worker. The pixel limit is checked on th
 decoding, which is what stops decompression bombs (a few KB that inflate to gigabytes).
 
 The encoders build what the handler returns: a palette PNG of class indices, a JSON summary
-(per-class pixels, fractions, boxes, optional COCO RLE), an overlay and a cutout.
+(per-class pixels, fractions, boxes, optional COCO RLE), an overlay and a cutout, and the
+legend (colour and pixel fraction per class) that the handler sends beside an image answer.
 """
 
 from __future__ import annotations
@@ -176,6 +177,22 @@ def _rle(region: np.ndarray) -> dict:
 
     encoded = coco_mask.encode(np.asfortranarray(region.astype(np.uint8)))
     return {"size": [int(s) for s in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+
+
+def hex_colour(rgb) -> str:
+    """#RRGGBB of an (r, g, b) triple: how class colours are written in palette.json and legends."""
+    return "#{:02X}{:02X}{:02X}".format(*(int(c) for c in rgb))
+
+
+def legend(counts: np.ndarray, class_names: list[str], colours: np.ndarray) -> list[dict]:
+    """The classes present with their colour and pixel fraction: the key to a mask, overlay or cutout.
+
+    `counts` is the per-class pixel count the handler already computes for its metrics, so an
+    image answer carries its legend at no extra pass over the mask.
+    """
+    total = int(counts.sum())
+    return [{"index": int(i), "name": class_names[i], "colour": hex_colour(colours[i]),
+             "fraction": round(int(counts[i]) / total, 6)} for i in np.flatnonzero(counts)]
 
 
 def top_k(probabilities: np.ndarray, class_names: list[str], k: int) -> dict:

@@ -15,6 +15,10 @@ What a request may choose, first match wins:
   `Accept: image/png`; else the archive's default.
 Segmentation outputs: mask (palette PNG of class indices), json, overlay, cutout (RGBA PNG).
 Classification output: topk (json is the same).
+
+Every answer names the model version it came from in `X-Segflow-Model-Version`; an image
+answer (mask, overlay, cutout) also carries its legend in `X-Segflow-Classes`: a JSON list of
+the classes present with their colour and pixel fraction, so one request is enough to draw it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
@@ -31,7 +35,16 @@ import torch
 
 from segflow.config.recipe import ServingSection
 from segflow.serving.archive import HANDLER_SETTINGS
-from segflow.serving.codec import RejectedInput, cutout_png, decode_image, mask_png, mask_summary, overlay_png, top_k
+from segflow.serving.codec import (
+    RejectedInput,
+    cutout_png,
+    decode_image,
+    legend,
+    mask_png,
+    mask_summary,
+    overlay_png,
+    top_k,
+)
 from segflow.serving.predictor import Predictor
 from segflow.serving.telemetry import ModelMetrics
 
@@ -42,6 +55,7 @@ OPTIONS = ("output", "rle", "top_k")
 NOT_IMAGES = (*OPTIONS, "model_name")  # model_name: the /invocations query parameter
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 JSON, PNG = "application/json", "image/png"
+VERSION_HEADER, CLASSES_HEADER = "X-Segflow-Model-Version", "X-Segflow-Classes"
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +74,7 @@ class Request:
 class Answer:
     body: bytes
     content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class SegflowHandler:
@@ -70,6 +85,7 @@ class SegflowHandler:
         self.serving = ServingSection.model_validate((context.model_yaml_config or {}).get(HANDLER_SETTINGS, {}))
         self.segmentation = self.predictor.config.task == "segmentation"
         self.metrics = ModelMetrics(context.metrics, context.model_name)
+        self.version = str(((context.manifest or {}).get("model") or {}).get("modelVersion", ""))
         self._warm_up()
         log.info("segflow handler ready: %s %s, input %s, %d torch threads, %s", self.predictor.config.name,
                  self.predictor.config.task, self.predictor.config.input_size, torch.get_num_threads(),
@@ -97,6 +113,8 @@ class SegflowHandler:
         if accepted:
             for idx, answer in zip(accepted, self._predict(list(accepted.values())), strict=True):
                 context.set_response_content_type(idx, answer.content_type)
+                for name, value in {VERSION_HEADER: self.version, **answer.headers}.items():
+                    context.set_response_header(idx, name, value)
                 answers[idx] = answer.body
         return answers
 
@@ -147,11 +165,13 @@ class SegflowHandler:
         self.metrics.class_fractions({name: float(c) / result.size for name, c in zip(names, counts, strict=True)})
         if request.output == "json":
             return Answer(json.dumps(mask_summary(result, names, request.rle)).encode(), JSON)
+        colours = self.predictor.colours
+        key = {CLASSES_HEADER: json.dumps(legend(counts, names, colours), separators=(",", ":"))}
         if request.output == "overlay":
-            return Answer(overlay_png(request.image, result, self.predictor.colours), PNG)
+            return Answer(overlay_png(request.image, result, colours), PNG, key)
         if request.output == "cutout":
-            return Answer(cutout_png(request.image, result), PNG)
-        return Answer(mask_png(result, self.predictor.colours), PNG)
+            return Answer(cutout_png(request.image, result), PNG, key)
+        return Answer(mask_png(result, colours), PNG, key)
 
     def _refuse(self, context, idx: int, exc: RejectedInput) -> bytes:
         context.set_response_status(exc.status, HTTPStatus(exc.status).phrase, idx)

@@ -16,6 +16,7 @@ from segflow.serving.codec import (
     RejectedInput,
     cutout_png,
     decode_image,
+    legend,
     mask_png,
     mask_summary,
     overlay_png,
@@ -71,6 +72,13 @@ def test_summary_counts_boxes_and_rle():
     assert disc["pixels"] == 10 and disc["fraction"] == round(10 / 48, 6) and disc["bbox"] == [2, 1, 5, 2]
     decoded = coco_mask.decode({"size": disc["rle"]["size"], "counts": disc["rle"]["counts"].encode()})
     assert np.array_equal(decoded, mask == 2)
+
+
+def test_legend_gives_colour_and_fraction_of_the_classes_present():
+    colours = np.array([[0, 0, 0], [255, 0, 0], [60, 180, 75]], dtype=np.uint8)
+    entries = legend(np.array([30, 0, 10]), ["background", "square", "disc"], colours)
+    assert entries == [{"index": 0, "name": "background", "colour": "#000000", "fraction": 0.75},
+                       {"index": 2, "name": "disc", "colour": "#3CB44B", "fraction": 0.25}]
 
 
 def test_overlay_and_cutout():

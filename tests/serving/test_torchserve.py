@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -34,19 +33,19 @@ from segflow.serving.server import read_keys
 from support.net import free_port, wait_for_port
 from support.serving import (
     MAX_PIXELS,
+    SEGFLOW,
     bad_inputs,
     convertible_inputs,
     encode,
     noise,
     reference_mask,
     save_tiny_segmenter,
+    segflow_serve,
 )
 
 pytestmark = pytest.mark.slow
-SEGFLOW = str(Path(sys.executable).parent / "segflow")
 SERVING = {"batch_size": 8, "max_batch_delay_ms": 50, "max_pixels": MAX_PIXELS}
 SIZES = [(64, 64), (80, 120), (37, 53), (150, 100)]
-START_TIMEOUT_S = 240
 
 
 @dataclass
@@ -58,6 +57,7 @@ class Served:
     management: str
     metrics: str
     reference: object  # (model, config)
+    version: str  # the model version the archive packages
 
     @property
     def predictions(self) -> str:
@@ -75,35 +75,16 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    if shutil.which("java") is None:
-        pytest.skip("TorchServe needs Java 17 (apt-get install -y openjdk-17-jre-headless); none on PATH")
     root = tmp_path_factory.mktemp("ts")
-    model, config, _ = save_tiny_segmenter(str(root / "run" / "model"), SERVING)
+    model, config, card = save_tiny_segmenter(str(root / "run" / "model"), SERVING)
     archive = package(str(root / "run" / "model"))
     ports = {"--port": free_port(), "--management-port": free_port(), "--metrics-port": free_port()}
     run_dir = root / "serve"
-    log = open(root / "serve.out", "w")
-    command = [SEGFLOW, "serve", archive.uri, "--run-dir", str(run_dir), *[str(a) for kv in ports.items() for a in kv]]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
-    served = Served(process, run_dir, "tiny", f"http://127.0.0.1:{ports['--port']}",
-                    f"http://127.0.0.1:{ports['--management-port']}", f"http://127.0.0.1:{ports['--metrics-port']}",
-                    (model, config))
-    try:
-        _wait_serving(root / "serve.out", process)
-        yield served
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
-        log.close()
-
-
-def _wait_serving(output: Path, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while "predictions:" not in output.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"segflow serve did not start:\n{output.read_text()[-3000:]}")
-        time.sleep(0.5)
+    arguments = [archive.uri, "--run-dir", str(run_dir), *[str(a) for kv in ports.items() for a in kv]]
+    with segflow_serve(arguments, root / "serve.out") as process:
+        yield Served(process, run_dir, "tiny", f"http://127.0.0.1:{ports['--port']}",
+                     f"http://127.0.0.1:{ports['--management-port']}", f"http://127.0.0.1:{ports['--metrics-port']}",
+                     (model, config), card["version"])
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
@@ -162,9 +143,13 @@ def test_each_output_format(served):
     body = encode(image, "PNG")
     with served.client() as client:
         summary = client.predict(body, "json", rle=True).json()
-        overlay = _png_mask(client.predict(body, "overlay"))
+        overlay_answer = client.predict(body, "overlay")
+        overlay = _png_mask(overlay_answer)
         cutout = np.asarray(_png_mask(client.predict(body, "cutout")))
     assert {c["index"] for c in summary["classes"]} == set(np.unique(expected).tolist())
+    legend = json.loads(overlay_answer.headers["x-segflow-classes"])  # what the web page draws its legend from
+    assert [(c["name"], c["fraction"]) for c in legend] == [(c["name"], c["fraction"]) for c in summary["classes"]]
+    assert legend[0]["colour"] == "#000000" and overlay_answer.headers["x-segflow-model-version"] == served.version
     assert sum(c["fraction"] for c in summary["classes"]) == pytest.approx(1.0, abs=1e-5)
     for entry in summary["classes"]:
         region = coco_mask.decode({"size": entry["rle"]["size"], "counts": entry["rle"]["counts"].encode()})

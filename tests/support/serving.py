@@ -3,16 +3,29 @@
 The reference mask is computed here, in the test process, from the model and the shared
 pre-processing (`image_to_input`), not through segflow.serving, so a served mask that equals it
 shows the whole HTTP path changed nothing.
+
+`segflow_serve` starts `segflow serve` as a user runs it, for every test that needs a real
+TorchServe (and, with --web, the web page beside it).
 """
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch.nn import functional as F
@@ -23,7 +36,44 @@ from segflow.models.artifact import save_model
 from segflow.models.preprocess import for_inference, image_to_input
 
 CLASSES = [ClassSpec(name="background"), ClassSpec(name="square", colour="#FF0000"), ClassSpec(name="disc")]
+CLOTHES = ["t-shirt", "trouser", "pullover", "dress"]
 MAX_PIXELS = 1_000_000
+SEGFLOW = str(Path(sys.executable).parent / "segflow")
+START_TIMEOUT_S = 240
+
+
+@contextmanager
+def segflow_serve(arguments: list[str], output: Path, ready: str = "predictions:") -> Iterator[subprocess.Popen]:
+    """`segflow serve ARGUMENTS` until it prints `ready`; Ctrl-C (SIGINT) afterwards if it still runs."""
+    if shutil.which("java") is None:
+        pytest.skip("TorchServe needs Java 17 (apt-get install -y openjdk-17-jre-headless); none on PATH")
+    with open(output, "w") as log:
+        process = subprocess.Popen([SEGFLOW, "serve", *arguments], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "COLUMNS": "200"})
+        try:
+            _wait_printed(output, process, ready)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=60)
+
+
+def web_form(name: str, data: bytes, output: str) -> tuple[bytes, str]:
+    """(body, Content-Type) of the web page's upload: what its form posts to /api/predict."""
+    boundary = "segflowwebform"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"output\"\r\n\r\n{output}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _wait_printed(output: Path, process: subprocess.Popen, ready: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while ready not in output.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"segflow serve did not start:\n{output.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 def tiny_segmenter(seed: int = 0) -> tuple[torch.nn.Module, ModelConfig]:
@@ -46,6 +96,14 @@ def save_tiny_segmenter(uri: str, serving: dict) -> tuple[torch.nn.Module, Model
     model, config = tiny_segmenter()
     card = save_model(uri, model, config, {"recipe": {"name": "tiny", "serving": serving}}, [])
     return model, config, card
+
+
+def save_tiny_classifier(uri: str) -> dict:
+    """A 4-class greyscale classifier (untrained: its top-k order is arbitrary but its answer well formed)."""
+    torch.manual_seed(0)
+    config = ModelConfig(name="smallcnn", task="classification", classes=[ClassSpec(name=n) for n in CLOTHES],
+                         in_channels=1, input_size=(28, 28), mean=[0.5], std=[0.25])
+    return save_model(uri, for_inference(create_model(config)), config, {"recipe": {"name": "clothes"}}, [])
 
 
 def reference_mask(model: torch.nn.Module, config: ModelConfig, image: np.ndarray) -> np.ndarray:
