@@ -33,3 +33,13 @@ def tune(recipe_json: str, dataset: Input[Dataset], backend: str, algo: str, tri
                          "algo": result.algo, "best_trial": result.best.name})
     publish_evaluation(Path(run.path) / "eval", metrics, report, Path(run.path) / REPORT)
     return json.dumps({recipe_key(name): value for name, value in result.best.params.items()})
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def recipe_hyperparameters() -> str:
+    """The other branch of an optional tune step: no overrides, so training keeps the recipe's values.
+
+    train_and_serve hands train `dsl.OneOf(tune's overrides, this)`; a branch that is not taken
+    produces no output, so each branch needs a step of its own.
+    """
+    return "{}"

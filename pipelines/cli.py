@@ -30,6 +30,9 @@ def run(
     data: Annotated[Path | None, typer.Option("--data", help="raw dataset folder (default: the recipe's)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key")] = None,
     pipeline: Annotated[str, typer.Option(help="train_and_serve, or search (architecture search)")] = "train_and_serve",
+    tune: Annotated[bool, typer.Option("--tune", help="train_and_serve: search hyperparameters first (the recipe's "
+                                                       "search: section; --set search.algo=... changes it), then "
+                                                       "train with the best trial's values")] = False,
     distill: Annotated[str | None, typer.Option("--distill", help="train_and_serve: also distill into this student, "
                                                 "NAME[:key=value,...], e.g. unet:depth=2,width=8")] = None,
     deploy_min_metric: Annotated[float, typer.Option(help="train_and_serve: deploy only when the evaluated quality "
@@ -43,7 +46,7 @@ def run(
     from segflow.config import load_recipe
     from segflow.pipelines.local import run_locally, summary
 
-    arguments = _pipeline_arguments(pipeline, distill, deploy_min_metric, serve or serve_once)
+    arguments = _pipeline_arguments(pipeline, tune, distill, deploy_min_metric, serve or serve_once)
     config = load_recipe(recipe, overrides)
     run_dir = run_dir or Path("runs") / f"{config.name}-pipeline"
     result = run_locally(config, run_dir, data, pipeline, arguments)
@@ -57,14 +60,16 @@ def run(
         _serve(result, run_dir, keep_serving=not serve_once)
 
 
-def _pipeline_arguments(pipeline: str, distill: str | None, deploy_min_metric: float, serve: bool) -> dict:
+def _pipeline_arguments(pipeline: str, tune: bool, distill: str | None, deploy_min_metric: float,
+                        serve: bool) -> dict:
     """The pipeline parameters the options set; options of train_and_serve are refused for other pipelines."""
     from segflow.errors import ConfigError
 
     if pipeline == "train_and_serve":
-        return {"distill_student": distill or "", "deploy_min_metric": deploy_min_metric}
-    if distill or deploy_min_metric or serve:
-        raise ConfigError(f"--distill, --deploy-min-metric and --serve belong to train_and_serve, not {pipeline!r}")
+        return {"tune": tune, "distill_student": distill or "", "deploy_min_metric": deploy_min_metric}
+    if tune or distill or deploy_min_metric or serve:
+        raise ConfigError(f"--tune, --distill, --deploy-min-metric and --serve belong to train_and_serve, not "
+                          f"{pipeline!r} (the search pipeline tunes with --set search.*)")
     return {}
 
 

@@ -1,6 +1,8 @@
-"""train_and_serve: prep -> train -> evaluate -> [distill -> evaluate] -> package -> [deploy], for a cluster too.
+"""train_and_serve: prep -> [tune] -> train -> evaluate -> [distill -> evaluate] -> package -> [deploy].
 
-`cluster` switches training between local Ray in the step's pod and a KubeRay RayJob.
+`tune` adds a hyperparameter search before training (the recipe's search section; `tune_backend`,
+`tune_algo`, `tune_trials`, `tune_max_epochs` override it when set): train then runs with the
+best trial's values. `cluster` switches training between local Ray in the step's pod and a KubeRay RayJob.
 `distill_student` (e.g. unet:depth=2,width=8) adds a distillation branch: the student trained
 against the model, then evaluated. The deploy step runs only when the evaluate step's quality
 metric reaches `deploy_min_metric`; it registers the archive with TorchServe (management URL
@@ -17,19 +19,29 @@ from segflow.components.evaluate import evaluate
 from segflow.components.package import package
 from segflow.components.prep import prep
 from segflow.components.train import train
+from segflow.components.tune import recipe_hyperparameters
+from segflow.components.tune import tune as tune_step
 from segflow.pipelines.tasks import in_cluster, on_gpu, with_torchserve
 
 DISTILL_TEMPERATURE, DISTILL_ALPHA = 4.0, 0.5
 
 
 @dsl.pipeline(name="segflow-train-and-serve",
-              description="Prepare data, train on Ray, evaluate, optionally distill, package for TorchServe, deploy.")
-def train_and_serve(recipe_json: str, data_path: str = "", cluster: bool = False, distill_student: str = "",
-                    deploy_min_metric: float = 0.0, torchserve_management_url: str = ""):
+              description="Prepare data, optionally tune, train on Ray, evaluate, optionally distill, package for "
+                          "TorchServe, deploy.")
+def train_and_serve(recipe_json: str, data_path: str = "", cluster: bool = False, tune: bool = False,
+                    tune_backend: str = "", tune_algo: str = "", tune_trials: int = 0, tune_max_epochs: int = 0,
+                    distill_student: str = "", deploy_min_metric: float = 0.0, torchserve_management_url: str = ""):
     data = in_cluster(prep(recipe_json=recipe_json, data_path=data_path).set_display_name("prep"))
     dataset = data.outputs["dataset"]
-    trained = in_cluster(train(recipe_json=recipe_json, overrides_json="{}", dataset=dataset,
-                               cluster=cluster).set_display_name("train"))
+    with dsl.If(tune == True, name="tune-hyperparameters"):  # noqa: E712 (a pipeline condition, not a Python test)
+        tuned = on_gpu(in_cluster(tune_step(recipe_json=recipe_json, dataset=dataset, backend=tune_backend,
+                                            algo=tune_algo, trials=tune_trials, max_epochs=tune_max_epochs)
+                                  .set_display_name("tune")))
+    with dsl.Else(name="recipe-hyperparameters"):
+        kept = recipe_hyperparameters().set_display_name("recipe hyperparameters")
+    trained = in_cluster(train(recipe_json=recipe_json, overrides_json=dsl.OneOf(tuned.outputs["Output"], kept.output),
+                               dataset=dataset, cluster=cluster).set_display_name("train"))
     evaluated = on_gpu(in_cluster(evaluate(model=trained.outputs["run"], dataset=dataset, split="val")
                                   .set_display_name("evaluate")))
     with dsl.If(distill_student != "", name="distill-student"):

@@ -3,6 +3,8 @@
 The one run (a tiny quickstart) also takes the distillation branch and ends with --serve-once, so
 the same training shows the student trained and evaluated, the quality-gated deploy step
 emitting its `helm upgrade`, and a local TorchServe answering one validation image, then stopping.
+A second run takes the other branch before training: --tune searches first and train uses the
+best trial's values.
 """
 
 import json
@@ -19,15 +21,21 @@ TINY = ["data.num_images=48", "data.image_size=[32,32]", "training.epochs=1", "t
 STUDENT = "unet:depth=1,width=4"
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    args = [str(Path(sys.executable).parent / "segflow"), "run", "quickstart", "--run-dir", str(root),
-            "--distill", STUDENT, "--serve-once", *[a for t in TINY for a in ("--set", t)]]
+def segflow_run(root: Path, *options: str) -> tuple[Path, str]:
+    """`segflow run quickstart` on the tiny settings with `options`: (the pipeline run's folder, stdout)."""
+    args = [str(Path(sys.executable).parent / "segflow"), "run", "quickstart", "--run-dir", str(root), *options,
+            *[a for t in TINY for a in ("--set", t)]]
     result = subprocess.run(args, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "250"})
     assert result.returncode == 0, _failure(result)
     (run,) = (root / "pipeline").iterdir()
-    return run, result.stdout, root
+    return run, result.stdout
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    run, stdout = segflow_run(root, "--distill", STUDENT, "--serve-once")
+    return run, stdout, root
 
 
 def _failure(result: subprocess.CompletedProcess) -> str:
@@ -48,6 +56,25 @@ def test_segflow_run_quickstart_produces_model_metrics_report(local_run):
     assert "TorchServe archive" in stdout
     mar = next((run / "package" / "archive").glob("*/quickstart.mar"))
     assert mar.stat().st_size > 0
+
+
+def test_without_tune_training_keeps_the_recipes_hyperparameters(local_run):
+    run, _, _ = local_run
+    assert not (run / "tune").exists()
+    kept = json.loads((run / "recipe-hyperparameters" / "executor_output.json").read_text())
+    assert kept["parameterValues"]["Output"] == "{}"
+
+
+def test_tune_searches_first_and_train_uses_the_best_trials_values(tmp_path):
+    run, stdout = segflow_run(tmp_path, "--tune", "--set", "search.trials=2", "--set", "search.max_epochs=1",
+                              "--set", "search.algo=random")
+    best = json.loads(json.loads((run / "tune" / "executor_output.json").read_text())["parameterValues"]["Output"])
+    assert set(best) == {"training.lr", "training.batch_size"}
+    assert not (run / "recipe-hyperparameters").exists()
+    card = json.loads(next((run / "train" / "run" / "model").glob("*/manifest.json")).read_text())
+    assert card["recipe"]["training"]["lr"] == best["training.lr"]
+    assert card["recipe"]["training"]["batch_size"] == best["training.batch_size"]
+    assert "ray / random, best trial" in stdout and "TorchServe archive" in stdout
 
 
 def test_the_distillation_branch_trains_and_evaluates_the_student(local_run):

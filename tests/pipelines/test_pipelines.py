@@ -79,11 +79,12 @@ def test_search_runs_tune_or_nas_by_its_method_parameter():
 
 
 def test_options_of_train_and_serve_are_refused_for_the_search_pipeline():
-    assert _pipeline_arguments("train_and_serve", "unet:depth=1", 0.5, False) == {
-        "distill_student": "unet:depth=1", "deploy_min_metric": 0.5}
-    assert _pipeline_arguments("search", None, 0.0, False) == {}
-    with pytest.raises(ConfigError, match="belong to train_and_serve, not 'search'"):
-        _pipeline_arguments("search", None, 0.0, True)
+    assert _pipeline_arguments("train_and_serve", True, "unet:depth=1", 0.5, False) == {
+        "tune": True, "distill_student": "unet:depth=1", "deploy_min_metric": 0.5}
+    assert _pipeline_arguments("search", False, None, 0.0, False) == {}
+    for tune, serve in ((False, True), (True, False)):
+        with pytest.raises(ConfigError, match="belong to train_and_serve, not 'search'"):
+            _pipeline_arguments("search", tune, None, 0.0, serve)
 
 
 def test_no_step_pip_installs_at_run_time():
