@@ -37,10 +37,10 @@ import pytest
 from segflow.serving.client import InferenceClient
 from support import cadvisor
 from support.helm import find, render_objects
-from support.net import free_port
+from support.net import free_port, wait_for_port
 from support.pod import Pod, namespaces_available
 from support.prometheus import Prometheus, scrape_job
-from support.serving import bad_inputs, encode, noise, save_tiny_segmenter
+from support.serving import bad_inputs, encode, noise, save_tiny_segmenter, web_form
 
 pytestmark = pytest.mark.slow
 NAMESPACE, POD = "segflow", "segflow-6c9f8d7b5-q2x7k"
@@ -83,7 +83,7 @@ def release(tmp_path_factory, s3_server):
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("release")
     ports = {k: free_port() for k in ("inference", "management", "metrics", "grpcInference", "grpcManagement")}
-    gateway = free_port()
+    gateway, web = free_port(), free_port()
     bucket = "chart-e2e"
     values = {
         "model": {"name": "tiny", "archiveUri": f"s3://{bucket}/tiny/archive"},
@@ -92,13 +92,14 @@ def release(tmp_path_factory, s3_server):
         "torchserve": {"ports": ports},
         "gateway": {"port": gateway},
         "service": {"port": gateway, "metricsPort": ports["metrics"]},
+        "web": {"enabled": True, "port": web},
         "serviceMonitor": {"interval": "1s", "scrapeTimeout": "1s"},
         # 3 failed 1 s scrapes in a row, so one slow scrape on a busy machine is not an outage
         "prometheusRule": {"for": {"down": "3s", "errors": "1s", "latency": "1s", "queue": "1s"}},
     }
     objects = render_objects(values) + [_s3_secret(s3_server)]
     _publish_tiny_archive(s3_server, bucket, root)
-    deployment = find(objects, "Deployment")
+    deployment = find(objects, "Deployment", "segflow")
     template = deployment["spec"]["template"]
     pod = Pod({**template["spec"], "hostname": POD}, objects, root / "pod")
     logs = root / "logs"
@@ -127,7 +128,7 @@ def release(tmp_path_factory, s3_server):
 def _prometheus(root: Path, objects: list[dict], template: dict, metrics_port: int, kubelet_port: int) -> Prometheus:
     """Prometheus with the ServiceMonitor's job for the pod, the cAdvisor stand-in and the PrometheusRule."""
     pod = {"metadata": {"name": POD, **template["metadata"]}, "spec": template["spec"]}
-    scrape = scrape_job(find(objects, "ServiceMonitor"), find(objects, "Service"), pod, "torchserve",
+    scrape = scrape_job(find(objects, "ServiceMonitor"), find(objects, "Service", "segflow"), pod, "torchserve",
                         f"127.0.0.1:{metrics_port}")
     kubelet = {"job_name": "kubelet", "honor_labels": True, "metrics_path": "/metrics",
                "static_configs": [{"targets": [f"127.0.0.1:{kubelet_port}"]}]}
@@ -234,7 +235,7 @@ def test_the_gateway_admits_only_the_token_and_answers_ping_for_probes(release):
 
 def test_helm_test_pod_sends_an_image_through_the_service_and_passes(release, tmp_path):
     test_pod = find(release.objects, "Pod")
-    service = f"{find(release.objects, 'Service')['metadata']['name']}.{NAMESPACE}.svc"
+    service = f"{find(release.objects, 'Service', 'segflow')['metadata']['name']}.{NAMESPACE}.svc"
     pod = Pod(test_pod["spec"], release.objects, tmp_path / "pod", hosts={service: "127.0.0.1"})
     (name,) = [c["name"] for c in test_pod["spec"]["containers"]]
     try:
@@ -243,6 +244,27 @@ def test_helm_test_pod_sends_an_image_through_the_service_and_passes(release, tm
         pod.stop()
     output = (tmp_path / "test.log").read_text()
     assert status == 0 and "ok: http://segflow.segflow.svc" in output, output
+
+
+def test_the_web_page_pod_sends_an_image_through_the_service_with_the_secrets_token(release, tmp_path):
+    """The chart's web pod as rendered (uid 1000, read-only root, token by secretKeyRef) in front of the gateway."""
+    spec = find(release.objects, "Deployment", "segflow-web")["spec"]["template"]["spec"]
+    pod = Pod(spec, release.objects, tmp_path / "pod", hosts={f"segflow.{NAMESPACE}.svc": "127.0.0.1"})
+    page = f"http://127.0.0.1:{spec['containers'][0]['ports'][0]['containerPort']}"
+    body, content_type = web_form("tile.png", encode(noise(60, 80), "PNG"), "overlay")
+    try:
+        web = pod.start("web", tmp_path / "web.log")
+        wait_for_port(int(page.rsplit(":", 1)[1]), web, timeout=120)
+        request = urllib.request.Request(f"{page}/api/predict", data=body, headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = response.read().decode()
+        health = _get(f"{page}/healthz")  # the pod's probes
+    finally:
+        pod.stop()
+    result = json.loads(answer)
+    assert result["model"] == "tiny" and result["image"].startswith("data:image/png;base64,"), answer[:300]
+    assert {c["name"] for c in result["classes"]} <= {"background", "square", "disc"} and result["classes"]
+    assert health[0] == 200 and release.token not in answer
 
 
 def dashboard_queries(objects: list[dict]) -> dict[str, str]:

@@ -208,6 +208,52 @@ def test_network_policy_admits_the_helm_test_pod_when_peers_are_restricted():
     assert init["command"][3] == "s3://segflow/runs/quickstart/archive/3f2a9c01"
 
 
+def test_the_web_page_is_off_by_default_and_the_notes_say_how_to_open_it():
+    assert not [o for o in render_objects() if "web" in o["metadata"]["name"]]
+    assert "Web page:" not in render()["templates/NOTES.txt"]
+    assert "port-forward svc/segflow-web 8081:80" in render(VALUE_SETS["web"])["templates/NOTES.txt"]
+
+
+def test_the_web_page_has_its_own_pods_and_service_and_sends_the_secrets_token_to_the_gateway():
+    objects = render_objects(VALUE_SETS["web"])
+    pod = find(objects, "Deployment", "segflow-web")["spec"]["template"]
+    (web,) = pod["spec"]["containers"]
+    assert web["command"] == ["python", "-m", "segflow.serving.webapp",
+                              "http://segflow.segflow.svc:80/predictions/quickstart",
+                              "--host", "0.0.0.0", "--port", "8000", "--max-upload-mb", "16"]
+    token = {e["name"]: e for e in web["env"]}["SEGFLOW_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "segflow-auth", "key": "token"}
+    assert web["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
+    labels = pod["metadata"]["labels"].items()
+    serving_labels = find(objects, "Deployment", "segflow")["spec"]["template"]["metadata"]["labels"].items()
+    service = find(objects, "Service", "segflow-web")["spec"]
+    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}]
+    assert service["selector"].items() <= labels and not service["selector"].items() <= serving_labels
+    assert not find(objects, "Service", "segflow")["spec"]["selector"].items() <= labels  # no inference on web pods
+    for selected in (find(objects, "ServiceMonitor")["spec"]["selector"]["matchLabels"],
+                     find(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]):
+        assert not selected.items() <= labels
+
+
+def test_the_network_policies_let_the_web_page_reach_the_gateway_and_its_users_reach_the_page():
+    objects = render_objects(VALUE_SETS["web"])
+    labels = find(objects, "Deployment", "segflow-web")["spec"]["template"]["metadata"]["labels"].items()
+    gateway = find(objects, "NetworkPolicy", "segflow")["spec"]["ingress"][0]
+    assert any(p["podSelector"]["matchLabels"].items() <= labels for p in gateway["from"] if "podSelector" in p)
+    page = find(objects, "NetworkPolicy", "segflow-web")["spec"]
+    assert page["podSelector"]["matchLabels"].items() <= labels
+    assert page["ingress"] == [{"ports": [{"port": "web", "protocol": "TCP"}],
+                                "from": VALUE_SETS["web"]["networkPolicy"]["webFrom"]}]
+
+
+def test_a_web_upload_limit_over_what_the_gateway_accepts_fails_with_both_values_named():
+    import helm_python
+
+    over = r"web.maxUploadMB \(65 MiB\) is over torchserve.maxRequestBytes \(67108864 bytes\)"
+    with pytest.raises(helm_python.HelmRenderError, match=over):
+        render({"web": {"enabled": True, "maxUploadMB": 65}})
+
+
 def test_notes_give_the_commands_to_check_and_use_the_release():
     notes = render()["templates/NOTES.txt"]
     for command in ("kubectl -n segflow rollout status deploy/segflow", "helm test segflow -n segflow",
@@ -256,6 +302,9 @@ def test_dashboard_is_a_labelled_configmap_with_a_unique_uid_per_release():
     ({"listenAddress": "*"}, "listenAddress"),
     ({"minio": {"bucket": "Bad_Bucket"}}, "minio/bucket"),
     ({"auth": {"existingSecret": "Not A Name"}}, "auth/existingSecret"),
+    ({"web": {"port": 80}}, "web/port"),
+    ({"web": {"resources": {"limits": None}}}, "web/resources"),
+    ({"web": {"maxUploadMB": 0}}, "web/maxUploadMB"),
 ], ids=lambda v: json.dumps(v) if isinstance(v, dict) else None)
 def test_invalid_values_are_refused_by_the_schema_naming_the_key(values, names):
     import helm_python

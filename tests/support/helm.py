@@ -27,6 +27,10 @@ VALUE_SETS = {
     "own_secrets_and_peers": {"auth": {"existingSecret": "segflow-token"}, "model": {"archiveVersion": "3f2a9c01"},
                               "networkPolicy": {"inferenceFrom": [
                                   {"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}},
+    "web": {"web": {"enabled": True, "replicaCount": 2},
+            "networkPolicy": {"inferenceFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}],
+                              "webFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
+                                                                                 "ingress-nginx"}}}]}},
     "no_monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
                       "dashboard": {"enabled": False}, "networkPolicy": {"enabled": False},
                       "podDisruptionBudget": {"enabled": False}},

@@ -106,3 +106,15 @@ app.kubernetes.io/component: minio
 {{- randAlphaNum .length | b64enc -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The web page's pods (templates/web.yaml): a component of their own, so no serving selector picks them. */}}
+{{- define "segflow.webSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "segflow.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: web
+{{- end -}}
+
+{{- define "segflow.webLabels" -}}
+{{ include "segflow.commonLabels" . }}
+{{ include "segflow.webSelectorLabels" . }}
+{{- end -}}
