@@ -6,8 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.segflow-installed
 RUN_DIR ?= out
+comma := ,
 
-.PHONY: venv run test lock clean
+.PHONY: venv run test bench lock clean
 
 # Debian packages: swig builds pyrfr (SMAC3's random forest); the tests run Prometheus and nginx
 # (the Helm chart's gateway) as local processes and drive the web page in chromium (without them
@@ -43,6 +44,16 @@ test: venv
 	$(call debian_packages,prometheus nginx chromium,true)
 	PYTHONPATH=tests $(BIN)/python -m support.gobuild
 	$(BIN)/python -m pytest
+
+# Benchmarks (commands, never timed tests): each writes docs/results/NAME.json and regenerates
+# docs/benchmarks.md. About 1.5 hours on 2 CPU cores in the reduced modes the scripts describe;
+# BENCH=training,quality runs a subset.
+BENCH ?= training quality serving compression search pipeline
+BENCH_ARGS_compression = --nas
+BENCH_ARGS_search = --set data.num_images=160
+bench: venv
+	$(foreach name,$(subst $(comma), ,$(BENCH)),$(BIN)/python bench/$(name).py $(BENCH_ARGS_$(name)) &&) true
+	$(BIN)/python bench/report.py > /dev/null
 
 # Re-resolve constraints.in + the extras into the full lock, in a throw-away venv.
 lock:

@@ -21,20 +21,18 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import platform
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
+from common import machine, now, save
 from segflow.compress.compare import measure_side_by_side
 from segflow.compress.compression import compress
 from segflow.compress.distill import distill
@@ -44,13 +42,11 @@ from segflow.evaluate.predict import evaluate_arrays
 from segflow.models.artifact import load_model
 from segflow.train.run import train
 
-ROOT = Path(__file__).resolve().parents[1]
 SPLIT = "val"
 STUDENTS = ("unet:depth=2,width=8", "unet:depth=1,width=8")
 SERVING_SIZE = (256, 256)
 RUNS = 100
 TARGETS = {"parameters_ratio": 4.0, "latency_ratio": 3.0, "miou_drop": 0.02}
-BEGIN, END = "<!-- compression-benchmark:begin -->", "<!-- compression-benchmark:end -->"
 
 
 def build_models(args: argparse.Namespace, work: Path) -> tuple[dict[str, str], dict, dict]:
@@ -147,19 +143,11 @@ def targets(rows: list[dict]) -> list[dict]:
     return checked
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "quantized_engine": torch.backends.quantized.engine,
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
-
-
 def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
-def markdown(results: dict) -> str:
+def section(results: dict) -> str:
     settings = list(results["timings"])
     columns = [results["timings"][name] for name in settings]
     main = columns[0]
@@ -183,7 +171,6 @@ def markdown(results: dict) -> str:
     m, data = results["machine"], results["data"]
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in results["stages_s"].items())
     return "\n".join([
-        BEGIN,
         "## Compression benchmark (`bench/compression.py`)",
         "",
         f"Data: the `{data['recipe']}` recipe's synthetic shapes ({', '.join(data['classes'])}), "
@@ -213,18 +200,17 @@ def markdown(results: dict) -> str:
         "Targets against the teacher row: parameters and mIoU from the same figures, latency from the first "
         "latency column (the other columns' verdicts in brackets). int8 rows count their int8 weights as "
         "parameters (BatchNorm folded in) and the float network's FLOPs.",
-        END,
     ])
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of a markdown file (or append it), leaving the rest alone."""
-    text = path.read_text()
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+def headline(results: dict) -> list[tuple[str, str, str]]:
+    """The model that reaches every target with the largest latency gain (else the fastest), at the targets' setting."""
+    setting = next(iter(results["targets"]))
+    checked = results["targets"][setting]
+    best = max(checked, key=lambda c: (c["all_reached"], c["latency_ratio"]))
+    return [(f"compression, {best['role']} vs teacher ({setting})",
+             f"{best['parameters_ratio']:.0f}x fewer parameters, {best['latency_ratio']:.1f}x lower latency, "
+             f"{100 * best['miou_drop']:.1f} pts mIoU lost", ">= 4x, >= 3x, <= 2 pts")]
 
 
 def main() -> None:
@@ -237,10 +223,9 @@ def main() -> None:
     parser.add_argument("--nas-epochs", type=int, default=2, help="DARTS search epochs")
     parser.add_argument("--set", action="append", default=[], help="override a quickstart recipe key")
     parser.add_argument("--work", type=Path, help="where the runs go (default: a temporary folder, removed)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "compression.json")
     args = parser.parse_args()
     started = time.monotonic()
-    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+    results = {"date": now(), "machine": machine(),
                "command": " ".join(["bench/compression.py", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory(prefix="sf-compress-bench-") as tmp:
         work = args.work or Path(tmp)
@@ -249,12 +234,8 @@ def main() -> None:
     results |= {"data": context["data"], "models": models if args.work else None, "stages_s": stages,
                 "timings": timings, "targets": {k: targets(rows) for k, rows in timings.items()},
                 "wall_time_s": round(time.monotonic() - started, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    section = markdown(results)
-    for doc in ("compression.md", "benchmarks.md"):
-        write_section(ROOT / "docs" / doc, section)
-    print(section)
+    save("compression", results)  # docs/benchmarks.md and the section of docs/compression.md
+    print(section(results))
 
 
 if __name__ == "__main__":

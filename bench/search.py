@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import now, save
+
 NNI = ("tpe", "anneal", "evolution", "smac", "hyperband", "metis", "bohb", "gp", "dngo")
 RAY = ("random", "asha", "optuna", "hyperopt", "bohb", "pbt")
-BEGIN, END = "<!-- search-benchmark:begin -->", "<!-- search-benchmark:end -->"
 TOLERANCE = 0.01  # "reached the best" = within this of the best metric
 
 
@@ -81,7 +80,6 @@ def section(results: dict) -> str:
                   f"{TOLERANCE}): ASHA {eff['asha_epochs']}, random {eff['random_epochs']}; trial-epochs spent in "
                   f"all: ASHA {eff['asha_total']}, random {eff['random_total']}.")
     return "\n".join([
-        BEGIN,
         "## Search: every `segflow tune` algorithm (`bench/search.py`)",
         "",
         f"Recipe `{results['recipe']}` ({', '.join(results['overrides']) or 'as packaged'}), budget "
@@ -93,17 +91,17 @@ def section(results: dict) -> str:
         *rows,
         "",
         efficiency,
-        END,
     ])
 
 
-def write_section(path: Path, text: str) -> None:
-    doc = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+def headline(results: dict) -> list[tuple[str, str, str]]:
+    eff = results.get("asha_vs_random")
+    ok = [r for r in results["runs"] if r["ok"]]
+    rows = [("`segflow tune` algorithms that completed", f"{len(ok)} of {len(results['runs'])}", "all")]
+    if eff:
+        rows.append(("trial-epochs to reach the same best metric, ASHA vs random",
+                     f"{eff['asha_epochs'] or 'never'} vs {eff['random_epochs'] or 'never'}", "ASHA fewer"))
+    return rows
 
 
 def main() -> None:
@@ -114,8 +112,6 @@ def main() -> None:
     parser.add_argument("--max-epochs", default="2")
     parser.add_argument("--concurrency", default="2")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "search.json")
-    parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     budget = ["--trials", args.trials, "--max-epochs", args.max_epochs, "--concurrency", args.concurrency]
     with tempfile.TemporaryDirectory(prefix="sf-search-bench-") as tmp:
@@ -133,7 +129,7 @@ def main() -> None:
                                                  if r["ok"] else f"FAILED after {r['wall_s']:.0f} s\n{r['error']}"),
                   flush=True)
     ok = [r for r in runs if r["ok"]]
-    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "recipe": args.recipe,
+    results = {"date": now(), "recipe": args.recipe,
                "overrides": args.overrides, "budget": budget, "cores": os.cpu_count(),
                "load_average_at_start": os.getloadavg()[0], "metric": ok[0]["metric"] if ok else "",
                "runs": runs}
@@ -147,9 +143,7 @@ def main() -> None:
             "asha_epochs": epochs_to_reach(by["asha"]["curves"], target, mode),
             "random_epochs": epochs_to_reach(by["random"]["curves"], target, mode),
             "asha_total": by["asha"]["trial_epochs"], "random_total": by["random"]["trial_epochs"]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    write_section(args.markdown, section(results))
+    save("search", results)
     print(section(results))
 
 

@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from common import machine, now, save
 from segflow.config.recipe import ClassSpec, ServingSection
 from segflow.models import ModelConfig, count_parameters, create_model
 from segflow.models.artifact import load_model, save_model
@@ -44,7 +42,6 @@ from segflow.serving.codec import decode_image, mask_png
 from segflow.serving.predictor import Predictor
 from segflow.serving.server import TorchServe
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = (1, 8, 32)
 SIZE = (256, 256)
 WARMUP = 10
@@ -53,7 +50,6 @@ SERVERS = {
     "torchserve, batch 1": ServingSection(batch_size=1, max_batch_delay_ms=0),
 }
 IN_PROCESS = "in-process"
-BEGIN, END = "<!-- serving-benchmark:begin -->", "<!-- serving-benchmark:end -->"
 
 Call = Callable[[], None]
 
@@ -153,7 +149,8 @@ def interleaved(modes: dict[str, Callable[[], Call]], requests: int, time_cap: f
                 latencies, wall = measure(make_call, clients, size, time_cap / rounds)
                 collected[name] = (collected[name][0] + latencies, collected[name][1] + wall)
         for name, (latencies, wall) in collected.items():
-            results[name].append(summarise(clients, latencies, wall) | {"load_average_1m": [round(load, 2), round(os.getloadavg()[0], 2)]})
+            load_1m = [round(load, 2), round(os.getloadavg()[0], 2)]
+            results[name].append(summarise(clients, latencies, wall) | {"load_average_1m": load_1m})
     return results
 
 
@@ -165,17 +162,13 @@ def started_server(model_uri: str, serving: ServingSection, work: Path, stack: E
     return server.endpoints.predictions, server.key()
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+def serving_machine() -> dict:
     from ts.version import __version__ as torchserve_version
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "torchserve": torchserve_version, "python": platform.python_version(),
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+    return machine() | {"torch_threads": torch.get_num_threads(), "torchserve": torchserve_version}
 
 
-def markdown(results: dict) -> str:
+def section(results: dict) -> str:
     modes = list(results["runs"])
     header = "| clients | " + " | ".join(f"{m}: p50 / p99 ms, req/s" for m in modes) + " |"
     rows = [header, "|---:|" + "---|" * len(modes)]
@@ -185,7 +178,6 @@ def markdown(results: dict) -> str:
         rows.append(f"| {clients} | " + " | ".join(cells) + " |")
     m = results["machine"]
     return "\n".join([
-        BEGIN,
         "## Serving: TorchServe vs in-process (`bench/serving.py`)",
         "",
         f"{results['model']['name']} ({results['model']['parameters']:,} parameters), one {SIZE[0]}x{SIZE[1]} PNG in, "
@@ -200,18 +192,13 @@ def markdown(results: dict) -> str:
         "",
         "p50 overhead of TorchServe over in-process at 1 client: "
         + "; ".join(f"{name}: {ms:+.1f} ms" for name, ms in results["overhead_p50_ms_1_client"].items()) + ".",
-        END,
     ])
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the serving section of docs/benchmarks.md (or append it), leaving other sections alone."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+def headline(results: dict) -> list[tuple[str, str, str]]:
+    one = {name: runs[0] for name, runs in results["runs"].items()}
+    return [(f"serving p50 at 1 client, {name}", f"{r['p50_ms']:.1f} ms ({r['throughput_rps']:.0f} req/s)", "")
+            for name, r in one.items()]
 
 
 def main() -> None:
@@ -219,8 +206,6 @@ def main() -> None:
     parser.add_argument("--model", help="model artifact URI (default: the quickstart U-Net at 256x256)")
     parser.add_argument("--requests", type=int, default=100, help="requests per concurrency level")
     parser.add_argument("--time-cap", type=float, default=40.0, help="seconds per level and mode at most")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "serving.json")
-    parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sf-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
@@ -235,18 +220,17 @@ def main() -> None:
         for i, (name, serving) in enumerate(SERVERS.items()):
             endpoint, token = started_server(model_uri, serving, work / f"server{i}", stack)
             modes[name] = lambda endpoint=endpoint, token=token: served_call(endpoint, token, image)
-        results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+        results = {"date": now(), "machine": serving_machine(),
                    "model": {"uri": args.model or "quickstart U-Net (random weights)", "name": config.name,
                              "params": config.params, "parameters": count_parameters(model),
                              "input_size": list(config.input_size)},
                    "image_bytes": len(image), "requests_per_level": args.requests,
                    "runs": interleaved(modes, args.requests, args.time_cap)}
     baseline = results["runs"][IN_PROCESS][0]["p50_ms"]
-    results["overhead_p50_ms_1_client"] = {name: round(results["runs"][name][0]["p50_ms"] - baseline, 2) for name in SERVERS}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    write_section(args.markdown, markdown(results))
-    print(markdown(results))
+    results["overhead_p50_ms_1_client"] = {name: round(results["runs"][name][0]["p50_ms"] - baseline, 2)
+                                           for name in SERVERS}
+    save("serving", results)
+    print(section(results))
 
 
 if __name__ == "__main__":

@@ -89,10 +89,10 @@ def train_worker(config: dict) -> dict:
     record = {"epoch": run.start_epoch, "stopped": ""}
     for epoch in range(run.start_epoch, job.epochs):
         try:
-            train_loss = train_one_epoch(run, epoch)
+            trained = train_one_epoch(run, epoch)
         except _StopRequested:
             return {"epoch": record["epoch"], "stopped": STOPPED_ON_REQUEST}
-        record = {"epoch": epoch + 1, "train_loss": train_loss, **validate(run),
+        record = {"epoch": epoch + 1, **trained, **validate(run),
                   "lr": run.optimizer.param_groups[0]["lr"], "resumed": epoch == run.start_epoch > 0}
         record["stopped"] = _stop_reason(run, record)
         run.history.append(record)
@@ -143,11 +143,18 @@ def _loaders(job: TrainJob, rank: int, world: int) -> tuple[DataLoader, DataLoad
     return train, val
 
 
-def train_one_epoch(run: _Run, epoch: int) -> float:
+def train_one_epoch(run: _Run, epoch: int) -> dict:
+    """One pass over this rank's shard: the mean training loss over all ranks, and how fast it went.
+
+    `train_images_per_s` counts every rank's images over this rank's wall time of the pass
+    (data loading, step, progress updates included; validation and checkpoints not), the
+    figure bench/training.py compares with a plain PyTorch loop.
+    """
     run.model.train()
     _set_epoch(run.train_loader, epoch)
     total, count, last_update = torch.zeros(2, device=run.device), 0, 0.0
     profiler = StepProfiler.for_run(run, epoch)
+    started = time.perf_counter()
     with profiler:
         for step, (images, targets) in enumerate(run.train_loader):
             images, targets = _to_device(run, images, targets)
@@ -170,8 +177,13 @@ def train_one_epoch(run: _Run, epoch: int) -> float:
             if run.rank == 0 and run.progress is not None and time.monotonic() - last_update > PROGRESS_INTERVAL_S:
                 last_update = time.monotonic()
                 run.progress.update.remote(epoch + 1, run.job.epochs, step + 1, len(run.train_loader), float(loss))
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    seconds = time.perf_counter() - started
     profiler.publish(run.job.run_uri)
-    return _global_mean(run, total)
+    loss = _global_mean(run, total)
+    return {"train_loss": loss, "train_steps": count, "train_seconds": round(seconds, 3),
+            "train_images_per_s": round(float(total[1]) / seconds, 2) if seconds > 0 else math.nan}
 
 
 @torch.no_grad()
@@ -282,7 +294,7 @@ def _autocast(run: _Run):
 
 
 def _global_mean(run: _Run, total: torch.Tensor) -> float:
-    """Sample-weighted mean over all ranks of a (sum, count) pair."""
+    """Sample-weighted mean over all ranks of a (sum, count) pair (summed in place: `total` ends global)."""
     if run.world > 1 and dist.is_initialized():
         dist.all_reduce(total)
     return float(total[0] / total[1]) if total[1] > 0 else math.nan

@@ -56,6 +56,8 @@ def follow(board, thread: threading.Thread, console: Console | None = None) -> N
 
 def format_epoch(record: dict) -> str:
     parts = [f"epoch {record['epoch']}"] + [f"{k} {record[k]:.4f}" for k in SHOWN if k in record]
+    if "train_images_per_s" in record:
+        parts.append(f"{record['train_images_per_s']:.0f} img/s")
     if record.get("resumed"):
         parts.append("(resumed from checkpoint)")
     if record.get("stopped"):
