@@ -26,9 +26,12 @@ def quadratic(params: dict, args: dict, report) -> float:
 
 
 def sleeps(params: dict, args: dict, report) -> float:
-    """Long enough for a test to interrupt the search while it runs."""
+    """Long enough for a test to interrupt the search while it runs; touches args["started"] first."""
     import time
+    from pathlib import Path
 
+    if args.get("started"):
+        Path(args["started"]).touch()
     time.sleep(args["seconds"])
     return loss(params)
 
