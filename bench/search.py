@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import now, save
+from common import RESULTS, now, save
 
 NNI = ("tpe", "anneal", "evolution", "smac", "hyperband", "metis", "bohb", "gp", "dngo")
 RAY = ("random", "asha", "optuna", "hyperopt", "bohb", "pbt")
@@ -74,11 +74,13 @@ def section(results: dict) -> str:
         else:
             rows.append(f"| {r['backend']} | {r['algo']} | failed | | | {r['wall_s']:.0f} s |")
     eff = results.get("asha_vs_random")
-    efficiency = ("" if not eff else
-                  f"ASHA vs random search on the same space and budget: best {eff['asha_best']:.4f} vs "
-                  f"{eff['random_best']:.4f}; trial-epochs to reach {eff['target']:.4f} (the better best minus "
-                  f"{TOLERANCE}): ASHA {eff['asha_epochs']}, random {eff['random_epochs']}; trial-epochs spent in "
-                  f"all: ASHA {eff['asha_total']}, random {eff['random_total']}.")
+    efficiency = ("" if not eff or "error" in eff else
+                  f"ASHA vs random search, both seeded alike (the same configurations in the same order), budget "
+                  f"`{' '.join(eff['budget'])}`: best {eff['asha_best']:.4f} vs {eff['random_best']:.4f}; "
+                  f"trial-epochs to reach {eff['target']:.4f} (the better best minus {TOLERANCE}): ASHA "
+                  f"{eff['asha_epochs'] or 'never'}, random {eff['random_epochs'] or 'never'}; trial-epochs in all: "
+                  f"ASHA {eff['asha_total']}, random {eff['random_total']}; wall time ASHA {eff['asha_wall_s']:.0f} s, "
+                  f"random {eff['random_wall_s']:.0f} s.")
     return "\n".join([
         "## Search: every `segflow tune` algorithm (`bench/search.py`)",
         "",
@@ -98,7 +100,7 @@ def headline(results: dict) -> list[tuple[str, str, str]]:
     eff = results.get("asha_vs_random")
     ok = [r for r in results["runs"] if r["ok"]]
     rows = [("`segflow tune` algorithms that completed", f"{len(ok)} of {len(results['runs'])}", "all")]
-    if eff:
+    if eff and "error" not in eff:
         rows.append(("trial-epochs to reach the same best metric, ASHA vs random",
                      f"{eff['asha_epochs'] or 'never'} vs {eff['random_epochs'] or 'never'}", "ASHA fewer"))
     return rows
@@ -107,44 +109,61 @@ def headline(results: dict) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="quickstart")
-    parser.add_argument("--algos", default=",".join([*(f"nni:{a}" for a in NNI), *(f"ray:{a}" for a in RAY)]))
+    parser.add_argument("--algos", default=",".join([*(f"nni:{a}" for a in NNI), *(f"ray:{a}" for a in RAY)]),
+                        help="backend:algo list for the table; empty keeps the table of the last run")
     parser.add_argument("--trials", default="4")
     parser.add_argument("--max-epochs", default="2")
     parser.add_argument("--concurrency", default="2")
+    parser.add_argument("--efficiency-trials", default="8", help="ASHA vs random: trials of each (0: skip)")
+    parser.add_argument("--efficiency-max-epochs", default="4", help="ASHA vs random: epochs per trial at most")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     budget = ["--trials", args.trials, "--max-epochs", args.max_epochs, "--concurrency", args.concurrency]
+    efficiency_budget = ["--trials", args.efficiency_trials, "--max-epochs", args.efficiency_max_epochs,
+                         "--concurrency", args.concurrency]
+    results = {"date": now(), "recipe": args.recipe, "overrides": args.overrides, "budget": budget,
+               "cores": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="sf-search-bench-") as tmp:
         work = Path(tmp)
         prep = [sys.executable, "-m", "segflow.cli.main", "prep", args.recipe, "--out", str(work / "data"),
                 *(a for o in args.overrides for a in ("--set", o))]
         subprocess.run(prep, check=True, capture_output=True)
-        runs = []
-        for item in args.algos.split(","):
-            backend, algo = item.split(":")
-            runs.append(run_one(args.recipe, backend, algo, str(work / "data"), work / f"{backend}-{algo}", budget,
-                                args.overrides))
-            r = runs[-1]
-            print(f"{backend:4s} {algo:10s} " + (f"{r['trials']} trials  best {r['best']:.4f}  {r['wall_s']:.0f} s"
-                                                 if r["ok"] else f"FAILED after {r['wall_s']:.0f} s\n{r['error']}"),
-                  flush=True)
-    ok = [r for r in runs if r["ok"]]
-    results = {"date": now(), "recipe": args.recipe,
-               "overrides": args.overrides, "budget": budget, "cores": os.cpu_count(),
-               "load_average_at_start": os.getloadavg()[0], "metric": ok[0]["metric"] if ok else "",
-               "runs": runs}
-    by = {r["algo"]: r for r in ok if r["backend"] == "ray"}
-    if "asha" in by and "random" in by:
-        mode = by["asha"]["mode"]
-        target = (max if mode == "max" else min)(by["asha"]["best"], by["random"]["best"])
-        target = target - TOLERANCE if mode == "max" else target + TOLERANCE
-        results["asha_vs_random"] = {
-            "target": target, "asha_best": by["asha"]["best"], "random_best": by["random"]["best"],
-            "asha_epochs": epochs_to_reach(by["asha"]["curves"], target, mode),
-            "random_epochs": epochs_to_reach(by["random"]["curves"], target, mode),
-            "asha_total": by["asha"]["trial_epochs"], "random_total": by["random"]["trial_epochs"]}
+        if args.algos:
+            runs = [report(run_one(args.recipe, *item.split(":"), str(work / "data"), work / item.replace(":", "-"),
+                                   budget, args.overrides)) for item in args.algos.split(",")]
+            ok = [r for r in runs if r["ok"]]
+            results |= {"metric": ok[0]["metric"] if ok else "", "runs": runs}
+        else:  # keep the table of the last run
+            results = json.loads((RESULTS / "search.json").read_text()) | {"efficiency_date": results["date"]}
+        if int(args.efficiency_trials):
+            pair = {algo: report(run_one(args.recipe, "ray", algo, str(work / "data"), work / f"efficiency-{algo}",
+                                         efficiency_budget, args.overrides)) for algo in ("random", "asha")}
+            results["asha_vs_random"] = efficiency(pair, efficiency_budget)
     save("search", results)
     print(section(results))
+
+
+def report(run: dict) -> dict:
+    print(f"{run['backend']:4s} {run['algo']:10s} " + (
+        f"{run['trials']} trials  best {run['best']:.4f}  {run['wall_s']:.0f} s" if run["ok"]
+        else f"FAILED after {run['wall_s']:.0f} s\n{run['error']}"), flush=True)
+    return run
+
+
+def efficiency(pair: dict[str, dict], budget: list[str]) -> dict:
+    """Trial-epochs each of the two seeded searches (same configurations, same order) spent to reach the
+    better best metric minus TOLERANCE, and in all."""
+    asha, random = pair["asha"], pair["random"]
+    if not (asha["ok"] and random["ok"]):
+        return {"budget": budget, "error": asha.get("error") or random.get("error")}
+    mode = asha["mode"]
+    target = (max if mode == "max" else min)(asha["best"], random["best"])
+    target = target - TOLERANCE if mode == "max" else target + TOLERANCE
+    return {"budget": budget, "target": target, "asha_best": asha["best"], "random_best": random["best"],
+            "asha_epochs": epochs_to_reach(asha["curves"], target, mode),
+            "random_epochs": epochs_to_reach(random["curves"], target, mode),
+            "asha_total": asha["trial_epochs"], "random_total": random["trial_epochs"],
+            "asha_wall_s": asha["wall_s"], "random_wall_s": random["wall_s"]}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import ray.train
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler
 from ray.tune.schedulers.pbt import PopulationBasedTraining
+from ray.tune.search import BasicVariantGenerator
 
 from segflow.config.recipe import ChoiceParam, QUniformParam, SearchParam, SearchSection
 from segflow.errors import SearchError
@@ -101,7 +102,8 @@ def run_ray(search: SearchSection, spec: TrialSpec, workdir: Path) -> list[RayTr
             param_space=tune_space(search.space, grid=searcher == "grid"),
             tune_config=tune.TuneConfig(
                 metric=search.metric, mode=search.mode, num_samples=1 if searcher == "grid" else search.trials,
-                max_concurrent_trials=search.concurrency, search_alg=_searcher(searcher, search),
+                max_concurrent_trials=search.concurrency,
+                search_alg=_searcher(searcher, search, spec.base_recipe().training.seed),
                 scheduler=_scheduler(scheduler, search),
             ),
             run_config=tune.RunConfig(
@@ -116,7 +118,9 @@ def run_ray(search: SearchSection, spec: TrialSpec, workdir: Path) -> list[RayTr
     return [_trial_outcome(result, search) for result in grid]
 
 
-def _searcher(name: str, search: SearchSection):
+def _searcher(name: str, search: SearchSection, seed: int):
+    """Tune's search algorithm for `name`; random sampling is seeded (the recipe's training.seed), so two
+    searches over one space try the same configurations in the same order, with or without a scheduler."""
     if name == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -129,7 +133,7 @@ def _searcher(name: str, search: SearchSection):
         from ray.tune.search.bohb import TuneBOHB
 
         return TuneBOHB(metric=search.metric, mode=search.mode)
-    return None  # random and grid: Tune's BasicVariantGenerator
+    return BasicVariantGenerator(random_state=seed)  # random and grid
 
 
 def _scheduler(name: str, search: SearchSection):
