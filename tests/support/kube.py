@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from support import gobuild
-from support.net import free_port, wait_for_port
+from support.net import free_port, logged_process, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -143,7 +143,7 @@ def kube_api(folder: Path) -> Iterator[KubeAPI]:
             "--endpoint-reconciler-type=none",
             f"--cert-dir={folder / 'apiserver-certs'}", "--profiling=false", "--v=1",
         ]
-        with _process(command, folder / "kube-apiserver.log") as process:
+        with logged_process(command, _env(), folder / "kube-apiserver.log", stop_timeout=30) as process:
             wait_for_port(port, process, timeout=120)
             url = f"https://127.0.0.1:{port}"
             _wait_ready(url, pki, process, folder / "kube-apiserver.log")
@@ -160,26 +160,9 @@ def _etcd(binary: Path, folder: Path) -> Iterator[str]:
                f"--initial-cluster=segflow-test=http://127.0.0.1:{peer}",
                "--unsafe-no-fsync",  # a throw-away store: no need to wait for the disk
                "--log-level=warn"]
-    with _process(command, folder / "etcd.log") as process:
+    with logged_process(command, _env(), folder / "etcd.log", stop_timeout=30) as process:
         wait_for_port(client, process, timeout=60)
         yield f"http://127.0.0.1:{client}"
-
-
-@contextlib.contextmanager
-def _process(command: list[str], log_path: Path) -> Iterator[subprocess.Popen]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "GOMAXPROCS": "2"})
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _wait_ready(url: str, pki: Path, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
@@ -269,3 +252,7 @@ def _pki(folder: Path) -> Path:
     (folder / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return folder
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "GOMAXPROCS": "2"}  # as before: Go code of etcd and kube-apiserver on 2 cores at most

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support import gobuild
-from support.net import free_port, wait_for_port
+from support.net import free_port, logged_process, wait_for_port
 
 ROOT_USER, ROOT_PASSWORD = "segflow-root", "segflow-root-secret"
 
@@ -86,7 +86,7 @@ def _minio(built: gobuild.Built, folder: Path) -> Iterator[S3Server]:
            "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_CI_CD": "1"}
     command = [str(built.binaries["minio"]), "server", str(folder / "data"), "--address", f"127.0.0.1:{port}",
                "--certs-dir", str(folder / "certs"), "--quiet"]
-    with _process(command, env, folder / "minio.log") as process:
+    with logged_process(command, env, folder / "minio.log") as process:
         wait_for_port(port, process, timeout=60)
         _wait_ready(f"http://127.0.0.1:{port}/minio/health/ready", process, folder / "minio.log")
         yield S3Server(f"http://127.0.0.1:{port}", ROOT_USER, ROOT_PASSWORD, "minio", built.version)
@@ -96,25 +96,9 @@ def _minio(built: gobuild.Built, folder: Path) -> Iterator[S3Server]:
 def _moto(folder: Path, why: str) -> Iterator[S3Server]:
     port = free_port()
     moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    with _process([moto, "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), folder / "moto.log") as process:
+    with logged_process([moto, "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), folder / "moto.log") as process:
         wait_for_port(port, process)
         yield S3Server(f"http://127.0.0.1:{port}", "testing-key", "testing-secret", "moto", why_not_minio=why)
-
-
-@contextlib.contextmanager
-def _process(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
