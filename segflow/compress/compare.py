@@ -17,7 +17,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from segflow.compress.traced import base_config
 from segflow.models import ModelConfig, count_parameters, create_model
-from segflow.models.artifact import cpu_latency_ms
 from segflow.models.preprocess import for_inference
 from segflow.train.metrics import QUALITY
 
@@ -36,8 +35,7 @@ class ModelFigures:
 
 
 def measure(role: str, model: nn.Module, config: ModelConfig, quality: float) -> ModelFigures:
-    return ModelFigures(role, _name(config), count_parameters(model), _state_bytes(model), gflops(model, config),
-                        cpu_latency_ms(model, config)["p50"], quality)
+    return measure_side_by_side([(role, model, config, quality)])[0]
 
 
 def measure_side_by_side(rows: list[tuple[str, nn.Module, ModelConfig, float]], runs: int = 20,
