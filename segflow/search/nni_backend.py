@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import math
+import os
 import re
 import shlex
 import socket
@@ -30,6 +31,7 @@ import psutil
 import requests
 from nni.experiment import AlgorithmConfig, CustomAlgorithmConfig, Experiment, ExperimentConfig, launcher, rest
 from nni.experiment.management import generate_experiment_id
+from nni.runtime.config import get_builtin_config_file, get_config_directory
 
 import segflow
 from segflow.config.recipe import SearchSection
@@ -121,6 +123,7 @@ def run_experiment(search: SearchSection, tuner: AlgorithmConfig, trial: str, tr
     is stopped and started afresh, up to START_ATTEMPTS times.
     """
     load_trial(trial)
+    _install_nni_config_files()
     port = port or _free_port()
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
@@ -147,6 +150,23 @@ def _run_once(search: SearchSection, tuner: AlgorithmConfig, trial: str, trial_a
         _stop(experiment)
     best = _best(trials, search.mode)
     return NniResult(experiment_id, web_ui, exp_dir, best.params, best.metric, trials)
+
+
+def _install_nni_config_files() -> None:
+    """Put NNI's per-installation config files in place before any experiment reads them.
+
+    NNI copies each one from its defaults the first time it is read, by creating the file and
+    then writing it, so a second experiment starting meanwhile (threads or processes on a fresh
+    venv) reads an empty file and fails with a JSONDecodeError. A copy renamed into place is atomic.
+    """
+    config_dir = get_config_directory()
+    for name in ("training_services.json", "registered_algorithms.yml"):
+        target = config_dir / name
+        if target.exists():
+            continue
+        staged = config_dir / f".{name}.{os.getpid()}.{threading.get_ident()}"
+        staged.write_bytes(get_builtin_config_file(name).read_bytes())
+        os.replace(staged, target)
 
 
 def _experiment_root(workdir: Path) -> Path:

@@ -259,3 +259,21 @@ def test_ctrl_c_stops_the_manager_and_the_running_trial(tmp_path):
     assert leftover_processes(tmp_path) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_experiments_starting_together_on_a_fresh_install_read_complete_nni_config(tmp_path, monkeypatch):
+    """NNI creates its config files lazily and non-atomically; the first CI run on a fresh venv
+    started two experiments at once and one read an empty training_services.json."""
+    from nni.experiment import ExperimentConfig
+
+    from segflow.search.nni_backend import _install_nni_config_files
+
+    monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path))
+
+    def start_one(_: int) -> str:
+        _install_nni_config_files()
+        return ExperimentConfig("local").training_service.platform
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(start_one, range(32))) == ["local"] * 32
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["registered_algorithms.yml", "training_services.json"]
