@@ -46,8 +46,9 @@ test: venv
 	$(BIN)/python -m pytest
 
 # Benchmarks (commands, never timed tests): each writes docs/results/NAME.json and regenerates
-# docs/benchmarks.md. About 1.5 hours on 2 CPU cores in the reduced modes the scripts describe;
-# BENCH=training,quality runs a subset.
+# docs/benchmarks.md. About 3 hours on 2 CPU cores in the reduced modes the scripts describe
+# (2026-11-22: quality 57 min, search 70 min for its table + 15 min ASHA vs random, the rest 25 min);
+# BENCH=training,quality runs a subset; BENCH_ARGS_search='--algos ""' keeps the last table.
 BENCH ?= training quality serving compression search pipeline
 BENCH_ARGS_compression = --nas
 BENCH_ARGS_search = --set data.num_images=160
