@@ -39,7 +39,8 @@ run: venv
 	$(BIN)/segflow run quickstart --run-dir $(RUN_DIR)/quickstart
 
 # MinIO, etcd and kube-apiserver are built from their Go modules into ~/.cache/segflow (cached, so
-# only the first run builds: 11 min 50 s on 2 cores, module downloads included); without Go the suite says which tests used moto or skipped, and why.
+# only the first run builds: 11 min 50 s on 2 cores, module downloads included); without Go the
+# suite says which tests used moto or skipped, and why.
 test: venv
 	$(call debian_packages,prometheus nginx chromium,true)
 	PYTHONPATH=tests $(BIN)/python -m support.gobuild

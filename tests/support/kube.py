@@ -255,4 +255,4 @@ def _pki(folder: Path) -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "GOMAXPROCS": "2"}  # as before: Go code of etcd and kube-apiserver on 2 cores at most
+    return {**os.environ, "GOMAXPROCS": "2"}  # etcd and kube-apiserver leave the rest of a big machine to the tests
