@@ -8,8 +8,10 @@ WORKDIR/tune; an interrupted search is picked up there with `Tuner.restore`, fin
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from segflow.errors import SearchError
 from segflow.search.nni_tuners.values import plain
 from segflow.search.trial import TrialSpec, train_trial
 from segflow.train import metrics as metric_fns
+from segflow.train.signals import kept_signal_handlers
 
 # algo -> (searcher, default scheduler); `search.scheduler` may replace the scheduler.
 RAY_ALGOS = {
@@ -39,6 +42,7 @@ RAY_ALGOS = {
 }
 EXPERIMENT = "tune"
 TRIAL_DRIVER_MEMORY = 64 * 1024**2  # bytes
+TUNE_SIGINT_SWITCH = "TUNE_DISABLE_SIGINT_HANDLER"  # documented: 1 leaves SIGINT to the caller
 STOP_TIMEOUT_S = 120  # a stopped trial's workers finish their current few steps
 
 
@@ -114,8 +118,43 @@ def run_ray(search: SearchSection, spec: TrialSpec, workdir: Path) -> list[RayTr
                                                         checkpoint_frequency=1, checkpoint_at_end=True),
             ),
         )
-    grid = tuner.fit()
+    grid = _fit_until_ctrl_c(tuner)
     return [_trial_outcome(result, search) for result in grid]
+
+
+def _fit_until_ctrl_c(tuner: tune.Tuner) -> tune.ResultGrid:
+    """`tuner.fit()`, where Ctrl-C ends in KeyboardInterrupt once Tune has saved the experiment.
+
+    Tune's own Ctrl-C handler stops the search gracefully (the state `Tuner.restore` resumes
+    from is saved) but then returns the unfinished search as if it had ended, and its caller
+    would publish a best trial. Here Ctrl-C asks Tune for the same graceful stop, through the
+    handler Tune keeps for SIGUSR1, and raises once fit returns; a second Ctrl-C raises at once.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return tuner.fit()
+    interrupted = threading.Event()
+
+    def on_ctrl_c(signum, frame) -> None:
+        stop_tune = signal.getsignal(signal.SIGUSR1)  # Tune's, from fit's start on
+        if interrupted.is_set() or not callable(stop_tune):
+            raise KeyboardInterrupt
+        interrupted.set()
+        stop_tune(signal.SIGUSR1, frame)
+
+    disabled = os.environ.get(TUNE_SIGINT_SWITCH)
+    os.environ[TUNE_SIGINT_SWITCH] = "1"
+    try:
+        with kept_signal_handlers():
+            signal.signal(signal.SIGINT, on_ctrl_c)
+            grid = tuner.fit()
+    finally:
+        if disabled is None:
+            os.environ.pop(TUNE_SIGINT_SWITCH, None)
+        else:
+            os.environ[TUNE_SIGINT_SWITCH] = disabled
+    if interrupted.is_set():
+        raise KeyboardInterrupt("the search was interrupted; Tune saved its state for Tuner.restore")
+    return grid
 
 
 def _searcher(name: str, search: SearchSection, seed: int):

@@ -29,6 +29,7 @@ from segflow.store.s3 import S3Settings
 from segflow.train.job import TrainJob
 from segflow.train.loop import HISTORY_FILE, train_worker
 from segflow.train.progress import ProgressBoard, follow
+from segflow.train.signals import kept_signal_handlers
 
 RAY_DIR = "ray"
 
@@ -164,7 +165,8 @@ class _StopForwarder:
 def _run(trainer: TorchTrainer, board, relay: Queue | None, on_epoch: EpochHook | None, stop: _StopForwarder):
     """trainer.fit() in a thread, while this thread draws the progress board or relays epochs."""
     if board is None and relay is None and stop.event is None:
-        return trainer.fit()
+        with kept_signal_handlers():  # Ray Train's Ctrl-C handler aborts this run, then goes
+            return trainer.fit()
     outcome: dict = {}
 
     def target():

@@ -247,6 +247,8 @@ def test_ctrl_c_stops_the_manager_and_the_running_trial(tmp_path):
     trial proved unreliable on a loaded CI machine. The trial outsleeps the search's timeout, so
     a search that is never interrupted fails with NNI's logs instead of hanging the test.
     """
+    handler = signal.getsignal(signal.SIGINT)
+    assert handler is signal.default_int_handler, f"something earlier in this process left SIGINT to {handler!r}"
     port = free_port()
     started = tmp_path / "trial-started"
     sent, finished = threading.Event(), threading.Event()

@@ -22,6 +22,7 @@ from segflow.config.loader import with_overrides
 from segflow.data import prep
 from segflow.errors import ConfigError, SearchError
 from segflow.search.run import check_fits, check_metric, check_search, search
+from support.signals import assert_ctrl_c_raises_keyboard_interrupt
 
 TINY = ["data.num_images=40", "data.image_size=[32,32]", "training.batch_size=8", "training.num_workers=1",
         "training.cpus_per_worker=1", "model.params={depth: 2, width: 8}", "search.concurrency=2",
@@ -61,6 +62,7 @@ def test_ray_optuna_with_asha_trains_every_trial_and_promotes_the_best(dataset, 
     recipe = tiny("search.backend=ray", "search.algo=optuna", "search.scheduler=asha", "search.trials=4",
                   "search.max_epochs=2")
     result = search(recipe, str(tmp_path), dataset_uri=dataset, show_progress=False)
+    assert_ctrl_c_raises_keyboard_interrupt()  # Ray Tune's handlers are gone with the search
     assert_search_outcome(result, tmp_path, 4)
     assert all(1 <= len(t.curve) <= 2 for t in result.trials)
     assert "scheduler asha" in (tmp_path / "hyperparameter-optimization.md").read_text()
@@ -100,8 +102,9 @@ def test_an_interrupted_ray_search_resumes_without_repeating_finished_trials(dat
         assert time.monotonic() < deadline, "no trial finished in 400 s"
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGINT)
-    first.communicate(timeout=120)
+    output = first.communicate(timeout=120)[0].decode()
     finished = {path.parent.name: path.stat().st_mtime for path in trials.glob("*/trial.json")}
+    assert first.returncode == 130 and "interrupted; finished trials are kept" in output, output[-3000:]
     assert not (tmp_path / "hyperparameter-optimization.md").exists(), "the first run was not interrupted"
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=600)

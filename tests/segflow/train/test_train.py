@@ -21,6 +21,7 @@ from segflow.config import load_recipe
 from segflow.data import prep
 from segflow.errors import ConfigError, ModelError, TrainError
 from segflow.train.run import train
+from support.signals import assert_ctrl_c_raises_keyboard_interrupt
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +71,7 @@ def checkpoints(run: Path) -> list[Path]:
 
 def test_two_worker_ddp_run_writes_model_metrics_figures_and_report(dataset, tmp_path):
     outcome = train(tiny(), str(tmp_path / "run"), dataset_uri=dataset, show_progress=False)
+    assert_ctrl_c_raises_keyboard_interrupt()  # Ray Train's handler (fit ran on this thread) is gone
     run = tmp_path / "run"
     assert [r["epoch"] for r in outcome.fit.history] == [1, 2]
     version = run / "model" / outcome.model_version
