@@ -32,14 +32,27 @@ class _TargetSpace(TargetSpace):
         return np.array([_sample(bound, self._random_state) for bound in self._bounds], dtype=float)
 
 
+def _box(bound: dict) -> tuple[float, float]:
+    """The closed interval L-BFGS-B may search for one parameter.
+
+    randint's high is exclusive, so its largest legal value is high - 1; upstream searched up to
+    high itself, and a refined point rounded onto it was outside the search space.
+    """
+    values = bound["_value"]
+    if bound["_type"] == "choice":
+        return min(values), max(values)
+    if bound["_type"] == "randint":
+        return values[0], values[1] - 1
+    return values[0], values[1]
+
+
 def _acq_max(f_acq, gp, y_max: float, bounds, space: TargetSpace, num_warmup: int,
              num_starting_points: int) -> np.ndarray:
     """Upstream `acq_max` with a 1-D x0 and a scalar objective, as scipy >= 1.11 requires."""
     x_tries = np.array([space.random_sample() for _ in range(num_warmup)])
     ys = f_acq(x_tries, gp=gp, y_max=y_max)
     x_max, max_acq = x_tries[ys.argmax()], ys.max()
-    bounds_minmax = np.array([[bound["_value"][0], bound["_value"][1 if bound["_type"] == "quniform" else -1]]
-                              for bound in bounds])
+    bounds_minmax = np.array([_box(bound) for bound in bounds], dtype=float)
 
     def negative_acquisition(x: np.ndarray) -> float:
         return -float(f_acq(x.reshape(1, -1), gp=gp, y_max=y_max)[0])
@@ -57,7 +70,8 @@ class GP(GPTuner):
     Upstream fails twice on this stack: randint sampling (see `_TargetSpace`), then its L-BFGS-B
     refinement, which passes a 2-D x0 ("'x0' must only have one dimension") and reads the
     optimum as `res.fun[0]` although scipy returns a scalar. Its refined quniform values are
-    rounded to integers, not to multiples of q; they are put back on the quniform grid.
+    rounded to integers, not to multiples of q; they are put back on the quniform grid. Its
+    refinement box also ended randint at its exclusive high (see `_box`).
     """
 
     def update_search_space(self, search_space):

@@ -145,6 +145,25 @@ def test_gp_suggests_from_its_model_on_the_quniform_grid():
     assert_in_space(drive(GP(**GP_ARGS), SPACE, 5), SPACE)
 
 
+def test_gp_refines_randint_up_to_its_largest_legal_value_and_never_to_the_exclusive_high():
+    """A loss that falls as n grows pulls L-BFGS-B to n's upper edge; randint [1, 5) ends at 4.
+
+    Seeded so the run is repeatable: upstream's box reached 5 on seeds 6 and 7.
+    """
+    space = {"x": SPACE["x"], "n": SPACE["n"]}
+    suggested = set()
+    for seed in range(8):
+        tuner = GP(**GP_ARGS)
+        tuner._random_state.seed(seed)  # the one RandomState GP's sampling and its sklearn GP share
+        tuner.update_search_space(space)
+        for parameter_id in range(6):
+            params = tuner.generate_parameters(parameter_id)
+            tuner.receive_trial_result(parameter_id, params, (params["x"] - 0.5) ** 2 - params["n"])
+            suggested.add(params["n"])
+    assert suggested <= {1, 2, 3, 4}
+    assert 4 in suggested
+
+
 # ---- SMAC --------------------------------------------------------------------------------------
 
 
