@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from segflow.components.images import SEGFLOW
 from segflow.config.recipe import Recipe
 from segflow.errors import PipelineError
 from segflow.store import join_uri, latest_version, open_store
@@ -27,7 +28,7 @@ class ClusterSettings:
     """Where and how RayJobs run; from the environment the pipeline's pods get (kfp-kubernetes)."""
 
     namespace: str = "segflow"
-    image: str = "ghcr.io/segflow/segflow:0.1.0"
+    image: str = SEGFLOW
     s3_endpoint: str = "http://minio.segflow.svc:9000"
     gpu_workers: int = 1
     cpus_per_worker: int = 4

@@ -3,7 +3,7 @@
 # then check that torchvision loads its compiled operators (see constraints.in for why it may not).
 #
 # The one install step of the project: `make` runs it for .venv (extras all,dev), and
-# docker/segflow.Dockerfile (all) and docker/serve.Dockerfile (train,serve) run it in their images,
+# docker/segflow.Dockerfile (all) and docker/serve.Dockerfile (serve) run it in their images,
 # so every CI run exercises the images' install command too.
 #
 # usage: scripts/install.sh PYTHON EXTRAS     e.g. scripts/install.sh .venv/bin/python all,dev

@@ -14,6 +14,7 @@ import copy
 import pytest
 import yaml
 
+from segflow.components.images import SEGFLOW
 from support.kube import K8S, not_as_written
 
 RUNNER = "system:serviceaccount:segflow:segflow-pipeline-runner"
@@ -42,7 +43,7 @@ def test_k8s_applies_and_the_rayjob_is_stored_as_written(cluster):
     # Nothing pruned: a field the CRD does not know would be dropped silently by a lenient server.
     assert not_as_written(written["spec"], stored["spec"]) == []
     head = stored["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert head["image"] == "ghcr.io/segflow/segflow:0.1.0"  # kustomize's images: pin, as applied
+    assert head["image"] == SEGFLOW  # kustomize's images: pin (make image-tag writes both), as applied
     kinds = cluster.kubectl("-n", "segflow", "get", "serviceaccounts,roles,rolebindings", "-o", "name").stdout.split()
     assert {"serviceaccount/segflow-pipeline-runner", "serviceaccount/segflow-ray",
             "role.rbac.authorization.k8s.io/segflow-rayjob-runner",
