@@ -181,7 +181,9 @@ def test_minio_mode_serves_from_the_charts_minio_with_generated_credentials():
     assert find(objects, "Secret", "segflow-minio")["data"].keys() == {"accesskey", "secretkey"}
     job = find(objects, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
-    assert "mc mb --ignore-existing segflow/segflow" in job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    (maker,) = job["spec"]["template"]["spec"]["containers"]
+    serving_image = serving["containers"][0]["image"]
+    assert maker["image"] == serving_image and 'client.make_bucket("segflow")' in maker["command"][-1]
     assert find(objects, "PersistentVolumeClaim")["spec"]["storageClassName"] == "standard"
     selector = find(objects, "ServiceMonitor")["spec"]["selector"]["matchLabels"].items()
     scraped = [s["metadata"]["name"] for s in objects
@@ -287,7 +289,7 @@ def test_dashboard_is_a_labelled_configmap_with_a_unique_uid_per_release():
 
 @pytest.mark.parametrize("values, names", [
     ({"image": {"tag": "latest"}}, "image/tag"),
-    ({"gateway": {"image": {"tag": "latest"}}}, "gateway/image/tag"),
+    ({"gateway": {"image": {"repository": "nginx", "tag": "1.28"}}}, "gateway"),
     ({"minio": {"image": {"tag": ""}}}, "minio/image/tag"),
     ({"securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem"),
     ({"securityContext": {"allowPrivilegeEscalation": True}}, "allowPrivilegeEscalation"),
