@@ -1,4 +1,8 @@
-"""Shared fixtures: real servers on loopback (S3, Kubernetes API) and paths to the shared real datasets."""
+"""Shared fixtures: real servers (S3, a Kubernetes API, a whole Kubernetes node) and the shared real datasets.
+
+Where a real server cannot be had here, its tests skip saying why (support/real.py), or fail when
+SEGFLOW_REQUIRE_REAL=1, as in CI.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from support import node_images
 from support.kube import KubeAPI, KubeUnavailable
 from support.kube import kube_api as start_kube_api
 from support.net import free_port
+from support.node import Node
+from support.node import node as start_node
+from support.real import REQUIRED, unavailable
 from support.s3server import S3Server
 from support.s3server import s3_server as start_s3_server
 
@@ -37,6 +45,9 @@ def s3_server(tmp_path_factory) -> S3Server:
     """A real S3 server on a free loopback port for the whole session: MinIO, or moto where MinIO cannot be built."""
     with start_s3_server(tmp_path_factory.mktemp("s3")) as server:
         SERVERS["S3"] = server.describe()
+        if server.kind != "minio" and REQUIRED:
+            pytest.fail(f"SEGFLOW_REQUIRE_REAL=1, and MinIO could not be built: {server.why_not_minio}",
+                        pytrace=False)
         print(f"\n[s3] {server.describe()}", file=sys.stderr)
         yield server
 
@@ -45,7 +56,7 @@ def s3_server(tmp_path_factory) -> S3Server:
 def minio_server(s3_server) -> S3Server:
     """The session's S3 server when it is MinIO; a skip saying why for the moto stand-in."""
     if s3_server.kind != "minio":
-        pytest.skip(f"needs MinIO (moto stands in: {s3_server.why_not_minio.splitlines()[0]})")
+        unavailable(f"needs MinIO (moto stands in: {s3_server.why_not_minio.splitlines()[0]})")
     return s3_server
 
 
@@ -58,7 +69,33 @@ def kube_api(tmp_path_factory) -> KubeAPI:
             yield api
     except KubeUnavailable as exc:
         SERVERS["Kubernetes API"] = f"none, the tests that need it skipped: {str(exc).splitlines()[0]}"
-        pytest.skip(f"no kube-apiserver: {exc}")
+        unavailable(f"no kube-apiserver: {exc}")
+
+
+@pytest.fixture(scope="session")
+def kube_node(tmp_path_factory) -> Node:
+    """A real single-node Kubernetes cluster for the session (support/node.py); unavailable() says why not."""
+    from imagebuild import ImageBuildError, cache_dir
+
+    try:
+        infra = node_images.node_images()
+        with start_node(tmp_path_factory.mktemp("node"), infra, cache_dir() / "containerd") as node:
+            SERVERS["Kubernetes node"] = node.describe()
+            yield node
+    except (KubeUnavailable, node_images.ImagesUnavailable, ImageBuildError) as exc:
+        SERVERS["Kubernetes node"] = f"none, the tests that need it skipped: {str(exc).splitlines()[0]}"
+        unavailable(f"no Kubernetes node: {exc}")
+
+
+@pytest.fixture(scope="session")
+def serve_image():
+    """segflow-serve built by tools/imagebuild at the tag the current sources give (cached: seconds when built)."""
+    from imagebuild import ImageBuildError, build, project
+
+    try:
+        return build(project.images()["segflow-serve"], project.tag())
+    except ImageBuildError as exc:
+        unavailable(f"the segflow-serve image cannot be built here: {exc}")
 
 
 @pytest.fixture

