@@ -2,19 +2,15 @@
 
 For every value set that test_render checks offline, the rendered objects go through the server:
 a server-side dry run, then a server-side apply, with strict field validation (an unknown field
-is refused), defaulting and admission; what is read back holds everything the chart wrote. Then
-the kubectl commands of docs/deploy.md that need only the API server run against an install made
-as the docs make it.
+is refused), defaulting and admission; what is read back holds everything the chart wrote.
 
-No kubelet, scheduler or controller-manager run, so no Pod starts: `kubectl rollout status`,
-`logs`, `port-forward` and `helm test` of docs/deploy.md cannot be exercised here (the chart's
-pods run as local processes in test_monitoring.py). Where no kube-apiserver can be built these
-tests skip and say why.
+Only the API server runs here, so no Pod starts; the chart's pods run on a real node in
+test_cluster.py, and docs/deploy.md's commands in test_deploy_docs.py. Where no kube-apiserver can
+be built these tests skip and say why.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import ipaddress
 
@@ -97,24 +93,3 @@ def test_a_misspelt_field_is_refused_by_the_server(cluster):
         refused = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(obj),
                                   check=False)
         assert refused.returncode != 0 and f"{field}: field not declared in schema" in refused.stderr, refused.stderr
-
-
-def test_the_docs_kubectl_commands_against_an_install(cluster):
-    """docs/deploy.md sections 2 to 5, as far as they need only the API server."""
-    cluster.apply_k8s()
-    cluster.kubectl("-n", "segflow", "create", "secret", "generic", "segflow-minio",
-                    "--from-literal=accesskey=ACCESS_KEY", "--from-literal=secretkey=SECRET_KEY")
-    values = {"model": {"name": "quickstart", "archiveUri": "s3://segflow/runs/quickstart/archive",
-                        "archiveVersion": "3f2a9c0112ab45cd"}, "s3": {"endpoint": "http://minio.segflow.svc:9000"}}
-    release = [o for o in render_objects(values) if "helm.sh/hook" not in o["metadata"].get("annotations", {})]
-    cluster.apply(in_install_order(release))
-
-    token = cluster.kubectl("-n", "segflow", "get", "secret", "segflow-auth", "-o", "jsonpath={.data.token}").stdout
-    assert token == find(release, "Secret", "segflow-auth")["data"]["token"] and len(base64.b64decode(token)) >= 40
-    pods = cluster.kubectl("-n", "segflow", "get", "pods", "-l", "app.kubernetes.io/instance=segflow")
-    assert "No resources found" in pods.stderr  # no controller turns the Deployment into Pods here
-    cluster.kubectl("-n", "segflow", "scale", "deploy/segflow", "--replicas=3")
-    replicas = cluster.kubectl("-n", "segflow", "get", "deploy/segflow", "-o", "jsonpath={.spec.replicas}").stdout
-    assert replicas == "3"
-    secret = cluster.kubectl("-n", "segflow", "get", "secret", "segflow-minio", "-o", "jsonpath={.data.accesskey}")
-    assert base64.b64decode(secret.stdout) == b"ACCESS_KEY"

@@ -3,7 +3,7 @@
 It must only read (a model URI is refused, not packaged into the bucket), honour a pinned
 ARCHIVE_URI/VERSION, and refuse an archive whose model name differs from the chart's, leaving
 nothing in the model store for TorchServe to load. From S3 it runs here with read-only MinIO keys, and as the
-chart's init container in tests/charts/test_monitoring.py.
+chart's init container on a real node in tests/charts/test_cluster.py.
 """
 
 import os

@@ -93,12 +93,14 @@ class KubeAPI:
         self.kubectl("apply", "-k", str(K8S), "--dry-run=server")
         return self.kubectl("apply", "-k", str(K8S)).stdout
 
-    def install_crds(self) -> list[str]:
-        """The KubeRay and prometheus-operator CRDs from ../shared/schemas, applied and Established."""
-        names = [yaml.safe_load(path.read_text())["metadata"]["name"] for path in CRDS]
-        for path in CRDS:
-            self.kubectl("apply", "--server-side", "--field-manager=segflow-tests", "-f", str(path))
-        self.kubectl("wait", "--for", "condition=established", "--timeout=60s", *[f"crd/{n}" for n in names])
+    def install_crds(self, paths: list[Path] = CRDS) -> list[str]:
+        """CRDs (by default KubeRay's and prometheus-operator's from ../shared/schemas), applied and Established."""
+        # BaseLoader: some CRDs hold enum values (`=`) that PyYAML's safe loader misreads; only the name is needed
+        names = [yaml.load(path.read_text(), Loader=yaml.BaseLoader)["metadata"]["name"] for path in paths]
+        self.kubectl("apply", "--server-side", "--field-manager=segflow-tests", *(f"--filename={p}" for p in paths),
+                     timeout=300)
+        self.kubectl("wait", "--for", "condition=established", "--timeout=120s", *[f"crd/{n}" for n in names],
+                     timeout=180)
         return names
 
 

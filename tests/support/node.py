@@ -332,7 +332,9 @@ def _components(built, folder: Path, ca: CA, api: KubeAPI, socket: Path) -> Iter
     kubelet = [str(binaries["kubelet"]), f"--config={_kubelet_config(folder, ca, socket)}",
                f"--kubeconfig={kubeconfig('kubelet', f'system:node:{NODE_NAME}', 'system:nodes')}",
                f"--root-dir={folder / 'kubelet'}", f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
-               "--v=1"]
+               # cAdvisor's own containerd client (not the runtime endpoint): without it the kubelet's
+               # /metrics/cadvisor has no namespace, pod or container labels
+               f"--containerd={socket}", "--v=1"]
     proxy_healthz = free_port()
     proxy = [str(binaries["kube-proxy"]),
              f"--config={_proxy_config(folder, kubeconfig('proxy', 'system:kube-proxy'), proxy_healthz)}", "--v=1"]

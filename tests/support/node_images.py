@@ -2,8 +2,7 @@
 
 No registry is reachable, so each is made here the way `make images` makes segflow's (tools/imagebuild):
 a static binary built from its pinned source (tests/support/gobuild.py; pause.c with gcc) on an
-empty base, or a Debian package on a Debian base from mmdebstrap (Prometheus); tagged by a digest
-of what it is built from, cached under ~/.cache/segflow/images. Each Containerfile is in
+empty base, tagged by a digest of what it is built from, cached under ~/.cache/segflow/images. Each Containerfile is in
 tests/support/containerfiles/. Names are under localhost/segflow-test/: test infrastructure,
 never pushed anywhere.
 """
@@ -17,12 +16,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagebuild import Base, Image, ImageSpec, build, cache_dir
+from imagebuild import Image, ImageSpec, build, cache_dir
 from support import gobuild
 
 CONTAINERFILES = Path(__file__).parent / "containerfiles"
 REPOSITORY = "localhost/segflow-test"
-PROMETHEUS_BASE = Base(packages=("prometheus",))
 
 
 class ImagesUnavailable(RuntimeError):
@@ -47,10 +45,8 @@ def minio() -> Image:
 
 
 def prometheus() -> Image:
-    """Debian's Prometheus (2.42 in bookworm), as prometheus-operator runs it."""
-    return build(ImageSpec(name="prometheus", repository=f"{REPOSITORY}/prometheus", version="2.42.0",
-                           containerfile=CONTAINERFILES / "prometheus.Containerfile", context=_context("prometheus", {}),
-                           bases={"BASE": PROMETHEUS_BASE}))
+    """The Prometheus server prometheus-operator's StatefulSet runs (the Prometheus resource's spec.image)."""
+    return _static("prometheus", gobuild.PROMETHEUS_VERSION, _binaries(gobuild.prometheus()))
 
 
 def prometheus_operator() -> tuple[Image, Image]:
