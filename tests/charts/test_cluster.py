@@ -34,7 +34,7 @@ from support.helm import CHART
 from support.serving import encode, noise, reference_mask, tiny_segmenter
 
 pytestmark = pytest.mark.slow
-RELEASE = NAMESPACE = "segflow"
+RELEASE, NAMESPACE = "segflow", "segflow-e2e"  # a namespace of its own: the docs' test uses `segflow`
 MODEL = "tiny"
 BUCKET = "segflow"
 ARCHIVE = f"s3://{BUCKET}/{MODEL}/archive"
@@ -81,8 +81,8 @@ def release(kube_node, serve_image, tmp_path_factory):
     minio = node_images.minio()
     kube_node.load_images([serve_image, minio])
     # the kinds of the chart's ServiceMonitor and PrometheusRule (test_cluster_monitoring.py runs their operator)
-    kube_node.kubectl("apply", "--server-side", *(f"--filename={crd}" for crd in gobuild.prometheus_operator_crds()
-                                                   if crd.name.endswith(("_servicemonitors.yaml", "_prometheusrules.yaml"))))
+    kube_node.api.install_crds([crd for crd in gobuild.prometheus_operator_crds()
+                                if crd.name.endswith(("_servicemonitors.yaml", "_prometheusrules.yaml"))])
     repository, tag = minio.reference.rsplit(":", 1)
     values = {"model": {"name": MODEL, "archiveUri": ARCHIVE},
               "minio": {"enabled": True, "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"}},
@@ -99,6 +99,8 @@ def release(kube_node, serve_image, tmp_path_factory):
     release.rollout()
     yield release
     helm.uninstall(RELEASE, timeout=120)
+    # the Secrets the chart keeps on uninstall (helm.sh/resource-policy: keep) go with the namespace
+    kube_node.kubectl("delete", "namespace", NAMESPACE, "--wait=true", timeout=180)
 
 
 def _publish(release: Release, folder: Path, seed: int) -> str:
@@ -134,6 +136,21 @@ def _predict(url: str, token: str, image: np.ndarray, timeout: float = 60) -> tu
         return exc.code, dict(exc.headers), exc.read()
 
 
+def _eventually_served(release: Release, version: str, timeout: float = 30) -> None:
+    """Until the Service answers with archive VERSION's model: the pods a rollout replaced keep answering
+    for their preStop's few seconds, while kube-proxy stops sending them new connections."""
+    expected, seen = release.versions[version], None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, headers, body = _predict(release.service(), release.token, noise(30, 30))
+        assert status == 200, body[:300]
+        if (seen := headers["X-Segflow-Model-Version"]) == expected:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the Service still answers with model {seen}, not {expected}, "
+                         f"{timeout:.0f} s after the rollout")
+
+
 def _mask(body: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body)))
 
@@ -156,18 +173,21 @@ def test_a_prediction_through_the_service_equals_the_in_process_mask(release):
     assert np.array_equal(_mask(body), reference_mask(model, config, image))
 
 
-def test_the_gateway_refuses_a_missing_or_wrong_token(release):
-    assert _predict(release.service(), "wrong", noise(20, 20))[0] == 401
+def test_the_gateway_refuses_a_missing_or_wrong_token_and_answers_ping_without_one(release):
+    status, _, body = _predict(release.service(), "wrong", noise(20, 20))
+    assert status == 401 and json.loads(body)["type"] == "InvalidKeyException", body
     request = urllib.request.Request(f"{release.service()}/predictions/{MODEL}", data=b"x", method="POST",
                                      headers={"Content-Type": "image/png"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
-    assert refused.value.code == 401
+    assert refused.value.code == 401 and f"kubectl get secret {RELEASE}-auth" in refused.value.read().decode()
+    with urllib.request.urlopen(f"{release.service()}/ping", timeout=30) as ping:  # probes and load balancers
+        assert json.loads(ping.read())["status"] == "Healthy"
 
 
 def test_helm_test_passes(release):
     result = release.helm.test(RELEASE, timeout=300, logs=True)
-    assert "ok: http://segflow.segflow.svc" in json.dumps(result), result
+    assert f"ok: http://{RELEASE}.{NAMESPACE}.svc" in json.dumps(result), result
 
 
 class Client(threading.Thread):
@@ -214,16 +234,14 @@ def test_upgrade_to_a_new_model_version_loses_no_request_and_keeps_the_token(rel
     assert not client.failures, f"{len(client.failures)} failed requests during the rollout: {client.failures[:5]}"
     assert client.answers[release.versions[old]] and client.answers[release.versions[new]], client.answers
     assert release.token == token  # the auth Secret's `lookup` kept it
-    status, headers, body = _predict(release.service(), token, noise(30, 30))
-    assert status == 200 and headers["X-Segflow-Model-Version"] == release.versions[new]
+    _eventually_served(release, new)
 
 
 def test_rollback_serves_the_previous_version_again(release):
     old, _new = release.versions
     release.helm.rollback(RELEASE, timeout=300)
     release.rollout()
-    status, headers, _ = _predict(release.service(), release.token, noise(30, 30))
-    assert status == 200 and headers["X-Segflow-Model-Version"] == release.versions[old]
+    _eventually_served(release, old)
 
 
 def test_kubectl_scale_to_two_replicas_and_both_answer(release):

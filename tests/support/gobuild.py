@@ -37,6 +37,9 @@ ETCD_VERSION = "v3.6.8"  # go.etcd.io/etcd/server/v3 there: the etcd that Kubern
 COREDNS_VERSION = "v1.15.0"  # github.com/coredns/coredns in tools/coredns/go.mod
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"  # in tools/prometheus-operator/go.mod: the newest the proxy serves
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+HELM_VERSION = "v4.3.2"  # helm.sh/helm/v4: the helm command docs/deploy.md runs
+# Prometheus 3.5.0, the newest release prometheus-operator v0.85.0 supports (its Go module calls it v0.305.0).
+PROMETHEUS_VERSION = "v3.5.0"
 # No symbol table or DWARF, as in Kubernetes' release builds: a third smaller, links in half the time;
 # panics still print their stack traces.
 STRIP = "-s -w"
@@ -69,6 +72,15 @@ def minio(retry: bool = False) -> Built:
     folder = CACHE / "go-bin" / f"minio-{MINIO_VERSION}"
     commands = [["install", "-trimpath", f"github.com/minio/minio@{MINIO_VERSION}"]]
     return _build("minio", MINIO_VERSION, folder, {"minio": folder / "minio"}, commands, REPO, {"GOBIN": str(folder)},
+                  retry)
+
+
+def helm(retry: bool = False) -> Built:
+    """The helm command, `go install`ed from its module at HELM_VERSION, reporting that version as its release does."""
+    folder = CACHE / "go-bin" / f"helm-{HELM_VERSION}"
+    stamp = f"{STRIP} -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}"
+    commands = [["install", "-trimpath", f"-ldflags={stamp}", f"helm.sh/helm/v4/cmd/helm@{HELM_VERSION}"]]
+    return _build("helm", HELM_VERSION, folder, {"helm": folder / "helm"}, commands, REPO, {"GOBIN": str(folder)},
                   retry)
 
 
@@ -112,6 +124,21 @@ def prometheus_operator(retry: bool = False) -> Built:
     commands = [["build", "-trimpath", f"-ldflags={ldflags}", "-o", f"{folder}/",
                  *(f"{PROMETHEUS_OPERATOR}/cmd/{name}" for name in binaries)]]
     return _build("prometheus-operator", PROMETHEUS_OPERATOR_VERSION, folder, binaries, commands, module, {}, retry)
+
+
+def prometheus(retry: bool = False) -> Built:
+    """The Prometheus server prometheus-operator runs, from tools/prometheus, stamped with its release.
+
+    Debian's package cannot stand in: it is built without Kubernetes service discovery, which every
+    scrape job the operator generates uses, and 2.42 is older than the operator supports (2.45).
+    """
+    module = TOOLS / "prometheus"
+    ldflags = f"{STRIP} -X github.com/prometheus/common/version.Version={PROMETHEUS_VERSION.removeprefix('v')}"
+    folder = _pinned_folder("prometheus", PROMETHEUS_VERSION, module, ldflags)
+    binaries = {"prometheus": folder / "prometheus"}
+    commands = [["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(binaries["prometheus"]),
+                 "github.com/prometheus/prometheus/cmd/prometheus"]]
+    return _build("prometheus", PROMETHEUS_VERSION, folder, binaries, commands, module, {}, retry)
 
 
 def prometheus_operator_crds() -> list[Path]:
@@ -203,7 +230,7 @@ def main() -> int:
         print(f"[gobuild] go: {found.version} at {found.go}{fetched}")
     except gotoolchain.NoToolchain as exc:
         print(f"[gobuild] no Go toolchain: {exc}", file=sys.stderr)
-    for build in (minio, kube, coredns, prometheus_operator):
+    for build in (minio, kube, coredns, prometheus_operator, prometheus, helm):
         _report(build(retry=True))
     return 0
 
