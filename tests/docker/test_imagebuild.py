@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild import Base, ImageBuildError, ImageSpec, build, context_files, inputs_tag, project
+from imagebuild import Base, ImageBuildError, ImageSpec, build, context_files, inputs_tag
 from imagebuild.build import Image
 from imagebuild.debian import ensure_base
 from imagebuild.podman import Podman
+from support.real import unavailable
 
 CONTAINERFILE = "ARG BASE\nFROM ${BASE}\nCOPY hello.txt /hello.txt\n"
 
@@ -104,7 +105,7 @@ def test_a_missing_tool_names_the_apt_get_command(tmp_path, monkeypatch):
 
 def test_an_unreachable_mirror_is_named(tmp_path, closed_port):
     if shutil.which("mmdebstrap") is None:
-        pytest.skip("no mmdebstrap (apt-get install -y mmdebstrap)")
+        unavailable("no mmdebstrap (apt-get install -y mmdebstrap)")
 
     class NoImages:
         def exists(self, reference):
@@ -131,7 +132,7 @@ def test_a_built_tag_is_found_in_the_cache_without_podman(tmp_path, monkeypatch)
 def podman_cache(tmp_path):
     """An image cache of the test's own; podman's overlay storage leaves its folder mounted, undone here."""
     if os.geteuid() != 0 or not (shutil.which("podman") and shutil.which("runc")):
-        pytest.skip("needs root with podman and runc (apt-get install -y podman runc)")
+        unavailable("needs root with podman and runc (apt-get install -y podman runc)")
     cache = tmp_path / "cache"
     yield cache
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]

@@ -30,6 +30,7 @@ from segflow.serving.client import InferenceClient
 from segflow.serving.deploy import default_staging_uri, deploy, helm_command
 from segflow.serving.management import ManagementClient
 from segflow.serving.server import TorchServe
+from support.real import unavailable
 from support.serving import encode, noise, reference_mask, tiny_segmenter
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def _archive(root: Path, seed: int, out: str | None = None):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if shutil.which("java") is None:
-        pytest.skip("TorchServe needs Java 17 (apt-get install -y openjdk-17-jre-headless); none on PATH")
+        unavailable("TorchServe needs Java 17 (apt-get install -y openjdk-17-jre-headless); none on PATH")
     root = tmp_path_factory.mktemp("deploy")
     first, expected = _archive(root, seed=1)
     mar = Path(first.uri) / first.version / first.manifest["mar"]

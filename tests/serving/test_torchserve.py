@@ -31,6 +31,7 @@ from segflow.serving.archive import package
 from segflow.serving.client import InferenceClient, Prediction
 from segflow.serving.server import read_keys
 from support.net import free_port, wait_for_port
+from support.real import unavailable
 from support.serving import (
     MAX_PIXELS,
     SEGFLOW,
@@ -287,7 +288,7 @@ def test_segflow_predict_command(served, tmp_path):
 def prometheus(served, tmp_path):
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("no prometheus binary; install Debian's package as root: apt-get update && apt-get install -y prometheus")
+        unavailable("no prometheus binary; install Debian's package as root: apt-get update && apt-get install -y prometheus")
     target = urllib.parse.urlsplit(served.metrics).netloc
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"

@@ -34,6 +34,7 @@ from segflow.serving.archive import package
 from segflow.serving.codec import overlay_png
 from segflow.serving.server import read_keys
 from support.net import free_port, wait_for_port
+from support.real import unavailable
 from support.serving import (
     CLOTHES,
     MAX_PIXELS,
@@ -96,7 +97,7 @@ def classifier_web(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
-        pytest.skip("no chromium on PATH: install Debian's package as root (apt-get install -y chromium; "
+        unavailable("no chromium on PATH: install Debian's package as root (apt-get install -y chromium; "
                     "`make test` does it)")
     from playwright.sync_api import sync_playwright
 

@@ -34,6 +34,7 @@ from segflow.config.recipe import ClassSpec
 from segflow.models import ModelConfig, create_model, probabilities
 from segflow.models.artifact import save_model
 from segflow.models.preprocess import for_inference, image_to_input
+from support.real import unavailable
 
 CLASSES = [ClassSpec(name="background"), ClassSpec(name="square", colour="#FF0000"), ClassSpec(name="disc")]
 CLOTHES = ["t-shirt", "trouser", "pullover", "dress"]
@@ -46,7 +47,7 @@ START_TIMEOUT_S = 240
 def segflow_serve(arguments: list[str], output: Path, ready: str = "predictions:") -> Iterator[subprocess.Popen]:
     """`segflow serve ARGUMENTS` until it prints `ready`; Ctrl-C (SIGINT) afterwards if it still runs."""
     if shutil.which("java") is None:
-        pytest.skip("TorchServe needs Java 17 (apt-get install -y openjdk-17-jre-headless); none on PATH")
+        unavailable("TorchServe needs Java 17 (apt-get install -y openjdk-17-jre-headless); none on PATH")
     with open(output, "w") as log:
         process = subprocess.Popen([SEGFLOW, "serve", *arguments], stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, "COLUMNS": "200"})

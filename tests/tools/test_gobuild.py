@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from support import gobuild, gotoolchain
+from support.real import unavailable
 
 # The directives of tools/coredns/main.go as `coredns -plugins` names them ("prometheus" is plugin/metrics).
 CLUSTER_DNS_PLUGINS = {"cache", "errors", "forward", "health", "kubernetes", "loadbalance", "log", "loop", "prometheus",
@@ -45,7 +46,7 @@ def test_kubernetes_staging_modules_are_pinned_at_the_same_release():
 def _built(build) -> gobuild.Built:
     built = build()
     if not built.ok:
-        pytest.skip(f"{built.name} not built here: {built.error.splitlines()[0]}")
+        unavailable(f"{built.name} not built here: {built.error.splitlines()[0]}")
     return built
 
 
@@ -97,7 +98,7 @@ def test_build_module_pins_are_complete_and_tidy(module):
     try:
         go = gobuild.toolchain().go
     except gotoolchain.NoToolchain as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     result = subprocess.run([go, "mod", "tidy", "-diff"], cwd=gobuild.TOOLS / module, env=gobuild.go_env({}),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"tools/{module} is not tidy (`go mod tidy` there):\n{result.stdout}{result.stderr}"
