@@ -23,9 +23,10 @@ RUN useradd --uid 1000 --user-group --create-home segflow \
 WORKDIR /opt/segflow
 
 # The dependencies first, in layers that source changes do not invalidate: with empty package
-# folders and README the installs bring every requirement; the last install below only adds
-# segflow itself. Two layers, `serve` (torch and its CUDA libraries: 5.1 GB) then the rest of
-# `all` (1.3 GB), because committing a layer takes about twice its size in scratch disk.
+# folders and an empty README (pyproject.toml's `readme`; the real one is not sent) the installs
+# bring every requirement; the last install below only adds segflow itself. Two layers, `serve`
+# (torch and its CUDA libraries: 5.1 GB) then the rest of `all` (1.3 GB), because committing a
+# layer takes about twice its size in scratch disk.
 # Installed as root (the code stays read-only to the user that runs it); pip's cache is mounted by
 # the build, never stored in a layer.
 # The wheels are copied rather than mounted: a mount's content is not part of podman's layer cache

@@ -12,8 +12,8 @@ RUN useradd --uid 1000 --user-group --create-home segflow
 WORKDIR /opt/segflow
 
 # The dependencies first, in a layer that source changes do not invalidate: with empty package
-# folders and README the install brings every requirement; the second install below only adds
-# segflow itself.
+# folders and an empty README (pyproject.toml's `readme`; the real one is not sent) the install
+# brings every requirement; the second install below only adds segflow itself.
 # Installed as root (the code stays read-only to the user that runs it); pip's cache is mounted by
 # the build, never stored in a layer.
 COPY pyproject.toml setup.py constraints.txt ./
