@@ -8,6 +8,6 @@ components' base image, RayJobs, and the literal copies the same command rewrite
 compiled pipelines). tests/docker/test_image_tag.py fails when this file is stale.
 """
 
-TAG = "0.1.0-26a6d3a5aacb"
-SEGFLOW = "ghcr.io/segflow/segflow:0.1.0-26a6d3a5aacb"  # pipeline steps, Ray head and workers
-SERVE = "ghcr.io/segflow/segflow-serve:0.1.0-26a6d3a5aacb"  # TorchServe, its gateway, the web page
+TAG = "0.1.0-9f383d78c6df"
+SEGFLOW = "ghcr.io/segflow/segflow:0.1.0-9f383d78c6df"  # pipeline steps, Ray head and workers
+SERVE = "ghcr.io/segflow/segflow-serve:0.1.0-9f383d78c6df"  # TorchServe, its gateway, the web page
