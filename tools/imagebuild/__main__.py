@@ -16,11 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build_cmd = commands.add_parser("build", help="record the tag (as `tag --write`), then build what the cache lacks")
     build_cmd.add_argument("--only", action="append", choices=sorted(project.images()), help="this image only")
+    build_cmd.add_argument("--no-write", action="store_true",
+                           help="build at the tag the inputs give without recording it (make test: a stale "
+                                "record must fail its test, not be rewritten)")
     tag_cmd = commands.add_parser("tag", help="print the tag the inputs give")
     tag_cmd.add_argument("--write", action="store_true", help="record it in components/images.py and every copy")
     args = parser.parse_args(argv)
     try:
-        return _build(args.only) if args.command == "build" else _tag(args.write)
+        return _build(args.only, record=not args.no_write) if args.command == "build" else _tag(args.write)
     except ImageBuildError as exc:
         print(f"imagebuild: {exc}", file=sys.stderr)
         return 1
@@ -38,9 +41,10 @@ def _tag(write: bool) -> int:
     return 0
 
 
-def _build(only: list[str] | None) -> int:
+def _build(only: list[str] | None, record: bool) -> int:
     started = time.monotonic()
-    _tag(write=True)
+    if record:
+        _tag(write=True)
     tag = project.tag()
     for name, spec in project.images().items():
         if only and name not in only:
