@@ -8,6 +8,8 @@ WORKDIR/tune; an interrupted search is picked up there with `Tuner.restore`, fin
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import queue
 import shutil
@@ -54,6 +56,7 @@ class RayTrial:
     status: str
     checkpoint_path: str | None  # the trial's best epoch
     history: list[dict]  # every reported epoch's scalars
+    error: str | None = None  # why an ERROR trial failed
 
 
 def check_ray_algo(search: SearchSection) -> tuple[str, str]:
@@ -101,13 +104,14 @@ def run_ray(search: SearchSection, spec: TrialSpec, workdir: Path) -> list[RayTr
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
+        algorithm = _searcher(searcher, search, spec.base_recipe().training.seed)
         tuner = tune.Tuner(
             trainable,
             param_space=tune_space(search.space, grid=searcher == "grid"),
             tune_config=tune.TuneConfig(
                 metric=search.metric, mode=search.mode, num_samples=1 if searcher == "grid" else search.trials,
-                max_concurrent_trials=search.concurrency,
-                search_alg=_searcher(searcher, search, spec.base_recipe().training.seed),
+                max_concurrent_trials=None if isinstance(algorithm, BasicVariantGenerator) else search.concurrency,
+                search_alg=algorithm,
                 scheduler=_scheduler(scheduler, search),
             ),
             run_config=tune.RunConfig(
@@ -159,7 +163,12 @@ def _fit_until_ctrl_c(tuner: tune.Tuner) -> tune.ResultGrid:
 
 def _searcher(name: str, search: SearchSection, seed: int):
     """Tune's search algorithm for `name`; random sampling is seeded (the recipe's training.seed), so two
-    searches over one space try the same configurations in the same order, with or without a scheduler."""
+    searches over one space try the same configurations in the same order, with or without a scheduler.
+
+    Tune wraps a Searcher in a ConcurrencyLimiter for `max_concurrent_trials`, but ignores that
+    setting (with a log warning) for a BasicVariantGenerator passed in: that one is given the limit
+    itself, or every trial starts at once and waits inside for CPUs.
+    """
     if name == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -172,7 +181,7 @@ def _searcher(name: str, search: SearchSection, seed: int):
         from ray.tune.search.bohb import TuneBOHB
 
         return TuneBOHB(metric=search.metric, mode=search.mode)
-    return BasicVariantGenerator(random_state=seed)  # random and grid
+    return BasicVariantGenerator(random_state=seed, max_concurrent=search.concurrency)  # random and grid
 
 
 def _scheduler(name: str, search: SearchSection):
@@ -233,12 +242,27 @@ class _Trial(tune.Trainable):
 
     def _fit(self) -> None:
         try:
-            train_trial(self.spec, plain(self.config), self.folder, on_epoch=lambda m, c: self.epochs.put((m, c)),
-                        resume_from=self.resume_from, stop=self.stop_event)
+            with self._folder_lock():
+                train_trial(self.spec, plain(self.config), self.folder,
+                            on_epoch=lambda m, c: self.epochs.put((m, c)), resume_from=self.resume_from,
+                            stop=self.stop_event)
         except BaseException as exc:  # handed to Tune by the next step()
             self.failure = exc
         finally:
             self.epochs.put(None)
+
+    @contextlib.contextmanager
+    def _folder_lock(self):
+        """Hold the trial's folder against an earlier actor of the same trial.
+
+        A scheduler that pauses a trial (HyperBand, BOHB) detaches it from its actor at once and may
+        resume it in a new actor while the old one still stops its Ray Train run in `cleanup`; both
+        would train in one folder, and the new run's fresh start deletes what the old one writes.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+            yield
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         if self.latest is not None:
@@ -269,4 +293,13 @@ def _trial_outcome(result, search: SearchSection) -> RayTrial:
     status = "ERROR" if result.error else "TERMINATED"
     trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
     # BOHB's ConfigSpace hands out numpy scalars
-    return RayTrial(trial_id, plain(dict(result.config)), curve, status, best.path if best else None, history)
+    return RayTrial(trial_id, plain(dict(result.config)), curve, status, best.path if best else None, history,
+                    _last_line(result.error))
+
+
+def _last_line(error: BaseException | None) -> str | None:
+    """The line of a trial's error that names it: Ray wraps the exception in its remote traceback."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

@@ -63,6 +63,7 @@ def write(recipe: Recipe, trials, best, history: list[dict], model, path: Path, 
         *[f"| {t.name}{' **best**' if t is best else ''} | " + " | ".join(_fmt(t.params.get(n)) for n in best.params)
           + f" | {', '.join(_fmt(v) for v in t.curve)} | {_fmt(t.best(s.mode))} | {t.status} |" for t in trials],
         "",
+        *[f"Trial `{t.name}` failed: {t.error}\n" for t in trials if t.error],
         f"![{s.metric} per trial]({FIGURES}/trials.png)",
         "",
         f"![each parameter against {s.metric}]({FIGURES}/parameters.png)",

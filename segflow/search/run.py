@@ -44,6 +44,7 @@ class TrialSummary:
     params: dict
     curve: list[float]  # the search metric per epoch run
     status: str
+    error: str | None = None  # why a failed trial failed, where the backend says
 
     def best(self, mode: str) -> float:
         values = [v for v in self.curve if math.isfinite(v)]
@@ -186,7 +187,7 @@ def _run_ray(recipe: Recipe, spec: TrialSpec, workdir: Path) -> _BackendResult:
 
     s = recipe.search
     outcomes = run_ray(s, spec, workdir)
-    trials = [TrialSummary(t.trial_id, t.params, t.curve, _ray_status(t.status, len(t.curve), s.max_epochs))
+    trials = [TrialSummary(t.trial_id, t.params, t.curve, _ray_status(t.status, len(t.curve), s.max_epochs), t.error)
               for t in outcomes]
     ranked = [(t, o) for t, o in zip(trials, outcomes, strict=True) if math.isfinite(t.best(s.mode))]
     if not ranked:

@@ -88,7 +88,9 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
     metric, mode = job.monitored
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"job": job.model_dump(mode="json"), "progress": board, "stop": signal},
+        # Ray Train 2's trainers refuse resume_from_checkpoint; the workers take it from their config
+        train_loop_config={"job": job.model_dump(mode="json"), "progress": board, "stop": signal,
+                           "resume_from": resume_from},
         scaling_config=ScalingConfig(
             num_workers=training.num_workers,
             use_gpu=training.use_gpu,
@@ -103,7 +105,6 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
             ),
             callbacks=[_EpochRelay(relay)] if relay is not None else [],  # an empty Queue is falsy
         ),
-        resume_from_checkpoint=resume_from,
     )
     result = _run(trainer, board, relay, on_epoch, _StopForwarder(stop, signal))
     if result.error is not None:

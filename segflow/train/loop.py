@@ -84,7 +84,7 @@ def train_worker(config: dict) -> dict:
     which is the only way an epoch reported without a checkpoint (a NaN loss) reaches it.
     """
     job = TrainJob.model_validate(config["job"])
-    run = _setup(job, config.get("progress"))
+    run = _setup(job, config.get("progress"), config.get("resume_from"))
     run.stop_signal = config.get("stop")
     record = {"epoch": run.start_epoch, "stopped": ""}
     for epoch in range(run.start_epoch, job.epochs):
@@ -102,7 +102,7 @@ def train_worker(config: dict) -> dict:
     return {"epoch": record["epoch"], "stopped": record["stopped"]}
 
 
-def _setup(job: TrainJob, progress) -> _Run:
+def _setup(job: TrainJob, progress, resume_from: ray.train.Checkpoint | None) -> _Run:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     _seed(job.recipe.training.seed + rank)
@@ -120,7 +120,7 @@ def _setup(job: TrainJob, progress) -> _Run:
         scaler=torch.amp.GradScaler(enabled=device.type == "cuda" and job.recipe.training.amp),
         train_loader=train_loader, val_loader=val_loader, rank=rank, world=world, progress=progress,
     )
-    _restore(run, ray.train.get_checkpoint())
+    _restore(run, ray.train.get_checkpoint() or resume_from)  # the run's own checkpoint first (a restart)
     return run
 
 

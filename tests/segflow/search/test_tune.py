@@ -41,6 +41,7 @@ def dataset(tmp_path_factory) -> str:
 
 def assert_search_outcome(result, out: Path, trials: int) -> None:
     assert len(result.trials) == trials
+    assert not [(t.name, t.error) for t in result.trials if t.status == "ERROR"]
     assert result.best_metric == max(t.best("max") for t in result.trials)
     card = json.loads(next((out / "model").glob("*/manifest.json")).read_text())
     assert card["search"]["params"] == result.best.params
@@ -100,7 +101,9 @@ def test_an_interrupted_ray_search_resumes_without_repeating_finished_trials(dat
     while not list(trials.glob("*/trial.json")):
         assert first.poll() is None, first.stdout.read().decode()[-3000:]
         assert time.monotonic() < deadline, "no trial finished in 400 s"
-        time.sleep(0.5)
+        time.sleep(0.2)
+    started = len(list(trials.iterdir()))  # the finished trial and at most the next one
+    assert started <= 2, f"{started} trials started with search.concurrency=1"
     os.killpg(first.pid, signal.SIGINT)
     output = first.communicate(timeout=120)[0].decode()
     finished = {path.parent.name: path.stat().st_mtime for path in trials.glob("*/trial.json")}

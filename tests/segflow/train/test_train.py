@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 
 from segflow.config import load_recipe
-from segflow.data import prep
+from segflow.data import open_dataset, prep
 from segflow.errors import ConfigError, ModelError, TrainError
-from segflow.train.run import train
+from segflow.train.fit import fit
+from segflow.train.run import make_job, train
 from support.signals import assert_ctrl_c_raises_keyboard_interrupt
 
 pytestmark = pytest.mark.slow
@@ -135,6 +136,18 @@ def test_stopped_run_resumes_at_the_next_epoch(dataset, tmp_path):
     assert [r["epoch"] for r in history] == list(range(1, 9))
     assert history[: len(first)] == first  # the epochs before the stop were not trained again
     assert history[len(first)]["resumed"]
+
+
+def test_a_run_started_from_another_runs_checkpoint_trains_only_the_epochs_after_it(dataset, tmp_path):
+    """What a search does when its scheduler resumes a paused trial (HyperBand, BOHB) or PBT clones one."""
+    data = open_dataset(dataset)
+    first = fit(make_job(tiny("training.epochs=1"), data, str(tmp_path)), str(tmp_path), name="first",
+                show_progress=False)
+    second = fit(make_job(tiny("training.epochs=2"), data, str(tmp_path)), str(tmp_path), name="second",
+                 show_progress=False, resume_from=first.best_checkpoint)
+    assert [r["epoch"] for r in second.history] == [1, 2]
+    assert second.history[0] == first.history[0]  # carried over, not trained again
+    assert second.history[1]["resumed"]
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(dataset, tmp_path):
