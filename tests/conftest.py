@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,16 @@ def kube_node(tmp_path_factory) -> Node:
     from imagebuild import ImageBuildError, cache_dir
 
     try:
+        started = time.monotonic()
         infra = node_images.node_images()
+        images_s = time.monotonic() - started
         with start_node(tmp_path_factory.mktemp("node"), infra, cache_dir() / "containerd") as node:
-            SERVERS["Kubernetes node"] = node.describe()
+            ready_s = time.monotonic() - started - images_s
+            SERVERS["Kubernetes node"] = (f"{node.describe()}; its images in {images_s:.0f} s, "
+                                          f"ready {ready_s:.0f} s later")
             yield node
+            stopping = time.monotonic()
+        SERVERS["Kubernetes node"] += f", torn down in {time.monotonic() - stopping:.0f} s"
     except (KubeUnavailable, node_images.ImagesUnavailable, ImageBuildError) as exc:
         SERVERS["Kubernetes node"] = f"none, the tests that need it skipped: {str(exc).splitlines()[0]}"
         unavailable(f"no Kubernetes node: {exc}")
