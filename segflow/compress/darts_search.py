@@ -25,11 +25,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from segflow.compress.darts_cells import SpaceSize
 from segflow.compress.darts_space import DartsSpace  # first: it checks that pytorch-lightning is installed
 from segflow.config.recipe import Recipe
 from segflow.data import PreparedDataset
 from segflow.models import ModelConfig
+from segflow.models.darts import SpaceSize
 from segflow.models.preprocess import normalize
 
 with warnings.catch_warnings():

@@ -21,15 +21,6 @@ import yaml
 from torch import nn
 
 from segflow.compress.compare import ModelFigures, measure, table
-from segflow.compress.darts_cells import (
-    SPACE_VERSION,
-    SPACES,
-    SpaceSize,
-    edge_label,
-    inputs_label,
-    node_label,
-    space_for,
-)
 from segflow.compress.darts_search import SearchResult, search
 from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
@@ -38,6 +29,15 @@ from segflow.errors import ConfigError, ModelError
 from segflow.evaluate import check_compatible, evaluate_split
 from segflow.models import ModelConfig
 from segflow.models.artifact import load_model
+from segflow.models.darts import (
+    SPACE_VERSION,
+    SPACES,
+    SpaceSize,
+    edge_label,
+    inputs_label,
+    node_label,
+    space_for,
+)
 from segflow.store import join_uri, open_store
 from segflow.train.metrics import QUALITY
 from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train

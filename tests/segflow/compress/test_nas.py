@@ -17,7 +17,6 @@ pytest.importorskip("pytorch_lightning", reason="NNI's nas API needs pytorch-lig
                     "pip install --no-deps pytorch-lightning==2.6.6")
 
 from segflow.cli.main import app  # noqa: E402
-from segflow.compress.darts_cells import SPACES, SpaceSize
 from segflow.compress.nas import model_params, nas, parse_space
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
@@ -25,6 +24,7 @@ from segflow.data.formats.fashion import FILES
 from segflow.errors import ConfigError, ModelError
 from segflow.models import create_model
 from segflow.models.artifact import load_model, save_model
+from segflow.models.darts import SPACES, SpaceSize
 from segflow.train.run import model_config_for
 
 pytestmark = pytest.mark.slow
