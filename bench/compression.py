@@ -38,7 +38,7 @@ from segflow.compress.compression import compress
 from segflow.compress.distill import distill
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
-from segflow.evaluate.predict import evaluate_arrays
+from segflow.evaluate import evaluate_arrays
 from segflow.models.artifact import load_model
 from segflow.train.run import train
 

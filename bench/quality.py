@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import machine, now, save
 from segflow.config import load_recipe
-from segflow.train.metrics import QUALITY
+from segflow.evaluate.metrics import QUALITY
 from segflow.train.run import train
 
 # case: (recipe, goal, reduced overrides, full overrides)

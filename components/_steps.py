@@ -14,9 +14,9 @@ from urllib.parse import urlparse
 
 from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
-from segflow.evaluate.report import to_html
+from segflow.evaluate import to_html
+from segflow.evaluate.metrics import QUALITY, scalars
 from segflow.store import download_tree, open_store
-from segflow.train.metrics import QUALITY, scalars
 
 
 def train_run(recipe: Recipe, overrides: dict[str, Any], dataset, run, cluster: bool) -> dict:

@@ -228,7 +228,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model artifact on a dataset split: metrics.json, figures, report.md."""
     from segflow.evaluate import evaluate_uri
-    from segflow.train.metrics import scalars
+    from segflow.evaluate.metrics import scalars
 
     result = evaluate_uri(model, dataset, out, split)
     _print_metrics(scalars(result.evaluation.metrics))
@@ -236,7 +236,7 @@ def evaluate(
 
 
 def _print_outcome(outcome) -> None:
-    from segflow.train.metrics import scalars
+    from segflow.evaluate.metrics import scalars
 
     _print_metrics(scalars(outcome.evaluation.evaluation.metrics))
     console.print(f"model:  {outcome.model_uri} (version {outcome.model_version})")

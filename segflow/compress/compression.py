@@ -34,13 +34,12 @@ from segflow.config import parse_recipe, with_overrides
 from segflow.config.recipe import Recipe
 from segflow.data import PreparedDataset, open_dataset
 from segflow.errors import ConfigError, ModelError
-from segflow.evaluate import check_compatible, write_evaluation
-from segflow.evaluate.predict import Evaluation, evaluate_arrays
+from segflow.evaluate import Evaluation, check_compatible, evaluate_arrays, write_evaluation
+from segflow.evaluate.metrics import QUALITY, scalars
 from segflow.models import ModelConfig
 from segflow.models.artifact import load_history, load_model, save_model
 from segflow.models.preprocess import normalize
 from segflow.store import join_uri, open_store
-from segflow.train.metrics import QUALITY, scalars
 from segflow.train.run import train
 
 REPORT = "compression.md"

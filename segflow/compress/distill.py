@@ -17,10 +17,10 @@ from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.errors import ConfigError, ModelError
 from segflow.evaluate import check_compatible, evaluate_split
+from segflow.evaluate.metrics import QUALITY
 from segflow.models.artifact import load_model
 from segflow.store import join_uri, open_store
 from segflow.train.job import DistillSpec
-from segflow.train.metrics import QUALITY
 from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "knowledge-distillation.md"

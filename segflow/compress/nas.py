@@ -27,6 +27,7 @@ from segflow.config.recipe import Recipe
 from segflow.data import PreparedDataset
 from segflow.errors import ConfigError, ModelError
 from segflow.evaluate import check_compatible, evaluate_split
+from segflow.evaluate.metrics import QUALITY
 from segflow.models import ModelConfig
 from segflow.models.artifact import load_model
 from segflow.models.darts import (
@@ -39,7 +40,6 @@ from segflow.models.darts import (
     space_for,
 )
 from segflow.store import join_uri, open_store
-from segflow.train.metrics import QUALITY
 from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "neural-arch-search.md"

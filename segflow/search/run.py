@@ -27,11 +27,11 @@ import ray.train
 
 from segflow.config.recipe import Recipe
 from segflow.errors import SearchError
+from segflow.evaluate import metrics as metric_fns
 from segflow.search import report as search_report
 from segflow.search.trial import TrialSpec, read_trial, trial_recipe
 from segflow.store import join_uri, open_store
 from segflow.store.local import LocalStore
-from segflow.train import metrics as metric_fns
 from segflow.train.fit import FitResult, ensure_ray
 from segflow.train.run import TrainOutcome, make_job, publish, resolve_dataset
 

@@ -28,9 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from segflow.data import open_dataset
+from segflow.evaluate import metrics as metric_fns
 from segflow.models import create_model, probabilities
 from segflow.models.preprocess import normalize
-from segflow.train import metrics as metric_fns
 from segflow.train.data import ArrayDataset, classification_augment, segmentation_augment
 from segflow.train.job import TrainJob
 from segflow.train.objective import build_objective

@@ -22,11 +22,11 @@ from segflow.config.recipe import Recipe
 from segflow.data import PreparedDataset, open_dataset, prep
 from segflow.errors import ConfigError
 from segflow.evaluate import EvalResult, check_compatible, evaluate_split, write_evaluation
+from segflow.evaluate import metrics as metric_fns
 from segflow.models import ModelConfig, create_model, load_weights
 from segflow.models.artifact import save_model
 from segflow.models.preprocess import channel_stats
 from segflow.store import join_uri
-from segflow.train import metrics as metric_fns
 from segflow.train.fit import FitResult, fit
 from segflow.train.job import DistillSpec, TrainJob
 from segflow.train.loop import STATE_FILE

@@ -19,7 +19,7 @@ from segflow.config import load_recipe
 from segflow.config.recipe import ClassSpec
 from segflow.data import open_dataset, prep
 from segflow.errors import ConfigError, ModelError
-from segflow.evaluate.predict import evaluate_arrays
+from segflow.evaluate import evaluate_arrays
 from segflow.models import ModelConfig, count_parameters, create_model
 from segflow.models.artifact import load_model, save_model
 from segflow.train.run import model_config_for
