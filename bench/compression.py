@@ -40,7 +40,7 @@ from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.evaluate import evaluate_arrays
 from segflow.models.artifact import load_model
-from segflow.train.run import train
+from segflow.train import train
 
 SPLIT = "val"
 STUDENTS = ("unet:depth=2,width=8", "unet:depth=1,width=8")

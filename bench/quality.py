@@ -31,7 +31,7 @@ from pathlib import Path
 from common import machine, now, save
 from segflow.config import load_recipe
 from segflow.evaluate.metrics import QUALITY
-from segflow.train.run import train
+from segflow.train import train
 
 # case: (recipe, goal, reduced overrides, full overrides)
 CASES = {

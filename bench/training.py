@@ -3,7 +3,7 @@
     .venv/bin/python bench/training.py [--cases quickstart,fashion] [--epochs 3]
 
 For each case, side by side in one run:
-- segflow: `segflow.train.run.train` for real (Ray Train, one worker holding every core,
+- segflow: `segflow.train.train` for real (Ray Train, one worker holding every core,
   checkpoints, validation, progress actor), augmentation off so both sides see the same
   pixels; its history records the images per second of each epoch's training pass
   (validation and checkpointing excluded); the figure is the median over the epochs.
@@ -39,7 +39,7 @@ from common import machine, now, save
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.models.preprocess import normalize
-from segflow.train.run import model_config_for, train
+from segflow.train import model_config_for, train
 
 # case: (recipe, overrides that make the segflow run the one the plain loop copies)
 CASES = {

@@ -80,7 +80,7 @@ def train(
 ) -> None:
     """Train with Ray Train (DDP), then evaluate: model, metrics, figures and report in OUT."""
     from segflow.config import load_recipe
-    from segflow.train.run import train as run_train
+    from segflow.train import train as run_train
 
     shortcuts = {"training.num_workers": workers, "training.epochs": epochs}
     config = load_recipe(recipe, [*(overrides or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)])

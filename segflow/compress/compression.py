@@ -40,7 +40,7 @@ from segflow.models import ModelConfig
 from segflow.models.artifact import load_history, load_model, save_model
 from segflow.models.preprocess import normalize
 from segflow.store import join_uri, open_store
-from segflow.train.run import train
+from segflow.train import train
 
 REPORT = "compression.md"
 METHODS = ("prune", "int8")

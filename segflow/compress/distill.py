@@ -1,7 +1,7 @@
 """`segflow distill`: train a small student against a trained teacher (Hinton et al., 2015).
 
 The student runs the normal Ray Train loop (checkpoints, figures, report) with the
-Distillation objective from segflow.train.objective; its model card names the teacher. The
+Distillation objective of segflow's training loop; its model card names the teacher. The
 student reuses the teacher's input normalisation so both networks see identical tensors.
 """
 
@@ -20,8 +20,7 @@ from segflow.evaluate import check_compatible, evaluate_split
 from segflow.evaluate.metrics import QUALITY
 from segflow.models.artifact import load_model
 from segflow.store import join_uri, open_store
-from segflow.train.job import DistillSpec
-from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
+from segflow.train import DistillSpec, TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "knowledge-distillation.md"
 

@@ -40,7 +40,7 @@ from segflow.models.darts import (
     space_for,
 )
 from segflow.store import join_uri, open_store
-from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
+from segflow.train import TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "neural-arch-search.md"
 ARCHITECTURE = "architecture.json"

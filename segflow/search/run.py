@@ -32,8 +32,7 @@ from segflow.search import report as search_report
 from segflow.search.trial import TrialSpec, read_trial, trial_recipe
 from segflow.store import join_uri, open_store
 from segflow.store.local import LocalStore
-from segflow.train.fit import FitResult, ensure_ray
-from segflow.train.run import TrainOutcome, make_job, publish, resolve_dataset
+from segflow.train import FitResult, TrainOutcome, ensure_ray, make_job, publish, resolve_dataset
 
 REPORT = "hyperparameter-optimization.md"
 

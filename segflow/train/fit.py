@@ -27,7 +27,7 @@ from segflow.models import ModelConfig
 from segflow.store import open_store
 from segflow.store.s3 import S3Settings
 from segflow.train.job import TrainJob
-from segflow.train.loop import HISTORY_FILE, train_worker
+from segflow.train.loop import HISTORY_FILE, STOPPED_ON_REQUEST, train_worker
 from segflow.train.progress import ProgressBoard, follow
 from segflow.train.signals import kept_signal_handlers
 
@@ -43,7 +43,12 @@ class FitResult:
     best_checkpoint: ray.train.Checkpoint
     best_metrics: dict
     path: str
-    stopped: str
+    stopped: str  # why it ended before its last epoch ("" when it ran them all)
+
+    @property
+    def stopped_on_request(self) -> bool:
+        """The driver asked the run to end (a search scheduler stopped the trial): it has no result to keep."""
+        return self.stopped == STOPPED_ON_REQUEST
 
 
 def ensure_ray() -> None:

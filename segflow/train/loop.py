@@ -195,7 +195,7 @@ def validate(run: _Run) -> dict:
     for images, targets in run.val_loader:
         images, targets = _to_device(run, images, targets)
         with _autocast(run):
-            loss, logits = run.objective.loss(images, targets, training=False)
+            loss, logits = run.objective.label_loss(images, targets)
         total += torch.stack([loss.float() * len(images), torch.tensor(float(len(images)), device=run.device)])
         metric_fns.update(collection, probabilities(logits.float(), run.job.model.binary), targets)
     return {"val_loss": _global_mean(run, total), **metric_fns.summarise(collection, task)}

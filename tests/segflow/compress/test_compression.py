@@ -22,7 +22,7 @@ from segflow.errors import ConfigError, ModelError
 from segflow.evaluate import evaluate_arrays
 from segflow.models import ModelConfig, count_parameters, create_model
 from segflow.models.artifact import load_model, save_model
-from segflow.train.run import model_config_for
+from segflow.train import model_config_for
 
 pytestmark = pytest.mark.slow
 TINY = ["data.num_images=24", "data.image_size=[32,32]", "training.epochs=1", "training.batch_size=8",

@@ -8,7 +8,7 @@ from segflow.compress.distill import distill, parse_student
 from segflow.config import load_recipe
 from segflow.data import prep
 from segflow.errors import ConfigError, ModelError
-from segflow.train.run import train
+from segflow.train import train
 
 pytestmark = pytest.mark.slow
 TINY = ["data.num_images=40", "data.image_size=[32,32]", "training.epochs=1", "training.batch_size=8",

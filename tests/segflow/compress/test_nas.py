@@ -25,7 +25,7 @@ from segflow.errors import ConfigError, ModelError
 from segflow.models import create_model
 from segflow.models.artifact import load_model, save_model
 from segflow.models.darts import SPACES, SpaceSize
-from segflow.train.run import model_config_for
+from segflow.train import model_config_for
 
 pytestmark = pytest.mark.slow
 RUN = ["training.epochs=1", "training.batch_size=8", "training.num_workers=1", "training.cpus_per_worker=1"]

@@ -20,8 +20,7 @@ from PIL import Image
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.errors import ConfigError, ModelError, TrainError
-from segflow.train.fit import fit
-from segflow.train.run import make_job, train
+from segflow.train import fit, make_job, train
 from support.signals import assert_ctrl_c_raises_keyboard_interrupt
 
 pytestmark = pytest.mark.slow
