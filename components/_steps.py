@@ -16,6 +16,7 @@ from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.evaluate import to_html
 from segflow.evaluate.metrics import QUALITY, scalars
+from segflow.progress import SILENT
 from segflow.store import download_tree, open_store
 
 
@@ -24,7 +25,7 @@ def train_locally(recipe: Recipe, overrides: dict[str, Any], dataset, run) -> di
     from segflow.train import train
 
     outcome = train(with_overrides(recipe, overrides) if overrides else recipe, run.path, dataset_uri=dataset.path,
-                    show_progress=False)
+                    progress=SILENT)
     return {"model_uri": outcome.model_uri, "version": outcome.model_version}
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from segflow.errors import SegflowError
+from segflow.progress import SILENT, TERMINAL
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="segflow: segmentation and classification from data to served model.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
@@ -59,7 +60,7 @@ def prep(
     from segflow.data import prep as run_prep
 
     config = load_recipe(recipe, overrides)
-    result = run_prep(config, data, out, force=force, show_progress=sys.stderr.isatty())
+    result = run_prep(config, data, out, force=force, progress=TERMINAL if sys.stderr.isatty() else SILENT)
     for table in manifest_tables(result.manifest, result.uri, result.version):
         console.print(table)
     state = "reused (same inputs as the latest version)" if result.reused else "written"
@@ -159,7 +160,8 @@ def compress(
     from segflow.compress.compression import compress as run_compress
 
     result = run_compress(model, method, out or f"runs/compress-{method.replace(':', '-').replace('+', '-')}",
-                          dataset_uri=dataset, epochs=epochs, overrides=overrides, show_progress=sys.stderr.isatty())
+                          dataset_uri=dataset, epochs=epochs, overrides=overrides,
+                          progress=TERMINAL if sys.stderr.isatty() else SILENT)
     from segflow.compress.compare import table
 
     console.print(table(result.figures, result.task, result.split), markup=False, highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from segflow.config.loader import parse_recipe, with_overrides
 from segflow.config.recipe import Recipe
 from segflow.data import open_dataset
+from segflow.progress import SILENT
 from segflow.train import EpochHook, FitResult, fit, make_job
 
 TRIAL_FILE = "trial.json"
@@ -68,7 +69,7 @@ def train_trial(spec: TrialSpec, params: dict, folder: Path, *, epochs: int | No
     dataset = open_dataset(spec.dataset_uri, spec.dataset_version)
     folder.mkdir(parents=True, exist_ok=True)
     job = make_job(recipe, dataset, str(folder))
-    result = fit(job, str(folder), name=TRIAL_RUN, fresh=True, show_progress=False, on_epoch=on_epoch,
+    result = fit(job, str(folder), name=TRIAL_RUN, fresh=True, progress=SILENT, on_epoch=on_epoch,
                  resume_from=resume_from, stop=stop)
     if result.stopped_on_request:
         return result

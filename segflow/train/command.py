@@ -17,18 +17,19 @@ from pathlib import Path
 from segflow.config.recipe import Recipe
 from segflow.evaluate import check_compatible
 from segflow.models import ModelConfig
+from segflow.progress import TERMINAL, Progress
 from segflow.train.fit import fit
 from segflow.train.job import DistillSpec, make_job, resolve_dataset
 from segflow.train.publish import TrainOutcome, publish
 
 
 def train(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_path: Path | None = None,
-          profile_steps: int = 0, fresh: bool = False, show_progress: bool = True,
+          profile_steps: int = 0, fresh: bool = False, progress: Progress = TERMINAL,
           distill: DistillSpec | None = None, model: ModelConfig | None = None,
           card_extra: dict | None = None) -> TrainOutcome:
     started = time.monotonic()
-    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, show_progress)
+    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, progress)
     job = make_job(recipe, dataset, out_uri, profile_steps=profile_steps, distill=distill, model=model)
     check_compatible(job.model, dataset)
-    result = fit(job, out_uri, fresh=fresh, show_progress=show_progress)
+    result = fit(job, out_uri, fresh=fresh, progress=progress)
     return publish(job, dataset, result, out_uri, started=started, card_extra=card_extra)

@@ -24,6 +24,7 @@ from ray.util.queue import Empty, Queue
 
 from segflow.errors import ModelError, TrainError
 from segflow.models import ModelConfig
+from segflow.progress import TERMINAL, Progress
 from segflow.store import open_store
 from segflow.store.s3 import S3Settings
 from segflow.train.job import TrainJob
@@ -72,7 +73,7 @@ def ray_storage(uri: str) -> str:
 
 
 def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = False,
-        show_progress: bool = True, on_epoch: EpochHook | None = None,
+        progress: Progress = TERMINAL, on_epoch: EpochHook | None = None,
         resume_from: ray.train.Checkpoint | None = None, stop: threading.Event | None = None) -> FitResult:
     """Train `job` with checkpoints under STORAGE_URI/NAME; an earlier run there is resumed.
 
@@ -89,7 +90,7 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
     _check_resumable(storage_uri, name, job)
     relay = Queue(actor_options={"num_cpus": 0}) if on_epoch else None
     signal = StopSignal.remote() if stop is not None else None
-    board = ProgressBoard.remote() if show_progress and relay is None else None
+    board = ProgressBoard.remote() if progress.shown and relay is None else None
     metric, mode = job.monitored
     trainer = TorchTrainer(
         train_worker,
@@ -111,7 +112,7 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
             callbacks=[_EpochRelay(relay)] if relay is not None else [],  # an empty Queue is falsy
         ),
     )
-    result = _run(trainer, board, relay, on_epoch, _StopForwarder(stop, signal))
+    result = _run(trainer, board, progress, relay, on_epoch, _StopForwarder(stop, signal))
     if result.error is not None:
         raise TrainError(f"training failed after {training.max_failures} restart(s): {result.error}") from None
     if result.checkpoint is None:
@@ -168,7 +169,8 @@ class _StopForwarder:
             self.sent = True
 
 
-def _run(trainer: TorchTrainer, board, relay: Queue | None, on_epoch: EpochHook | None, stop: _StopForwarder):
+def _run(trainer: TorchTrainer, board, progress: Progress, relay: Queue | None, on_epoch: EpochHook | None,
+         stop: _StopForwarder):
     """trainer.fit() in a thread, while this thread draws the progress board or relays epochs."""
     if board is None and relay is None and stop.event is None:
         with kept_signal_handlers():  # Ray Train's Ctrl-C handler aborts this run, then goes
@@ -184,7 +186,7 @@ def _run(trainer: TorchTrainer, board, relay: Queue | None, on_epoch: EpochHook 
     thread = threading.Thread(target=target, name="segflow-fit", daemon=True)
     thread.start()
     if board is not None:
-        follow(board, thread)
+        follow(board, thread, progress.console)
     else:
         _relay_epochs(relay, thread, on_epoch, stop)
     thread.join()

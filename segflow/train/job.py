@@ -19,6 +19,7 @@ from segflow.errors import ConfigError
 from segflow.evaluate import metrics as metric_fns
 from segflow.models import ModelConfig, create_model
 from segflow.models.preprocess import channel_stats
+from segflow.progress import SILENT, Progress
 from segflow.store import join_uri
 
 
@@ -52,13 +53,13 @@ class TrainJob(BaseModel):
 
 
 def resolve_dataset(recipe: Recipe, out_uri: str, dataset_uri: str | None, data_path: Path | None,
-                    show_progress: bool = False) -> PreparedDataset:
+                    progress: Progress = SILENT) -> PreparedDataset:
     """An already prepared dataset, or prep the recipe's data (raw folder / synthetic) into OUT/dataset."""
     if dataset_uri:
         return open_dataset(dataset_uri)
     if recipe.data.format != "synthetic" and data_path is None and recipe.data.path is None:
         raise ConfigError(f"recipe {recipe.name!r} needs data: pass --dataset URI (prepared) or --data PATH (raw)")
-    result = prep(recipe, data_path, join_uri(out_uri, "dataset"), show_progress=show_progress)
+    result = prep(recipe, data_path, join_uri(out_uri, "dataset"), progress=progress)
     return open_dataset(result.uri, result.version)
 
 

@@ -1,8 +1,8 @@
 """segflow's packages import each other in one direction: no cycle, and no package above its layer.
 
 The layers, bottom to top (a package may import only packages of lower layers):
-    errors -> store -> config -> data -> models -> evaluate -> train -> search | compress -> cli
-store sits under config because config/loader.py reads a recipe from a store URI. search and
+    errors | progress -> store -> config -> data -> models -> evaluate -> train -> search | compress -> cli
+(errors.py and progress.py are single modules that several layers use). store sits under config because config/loader.py reads a recipe from a store URI. search and
 compress share a layer, so neither may import the other. Every import counts: module level,
 inside functions and in TYPE_CHECKING blocks, since each is a dependency a reader must follow
 and a cycle that only function-level imports hold together is still a cycle. The registries'
@@ -21,7 +21,7 @@ import segflow
 
 ROOT = Path(segflow.__file__).parent
 LAYERS = {
-    "errors": 0, "store": 1, "config": 2, "data": 3, "models": 4, "evaluate": 5, "train": 6,
+    "errors": 0, "progress": 0, "store": 1, "config": 2, "data": 3, "models": 4, "evaluate": 5, "train": 6,
     "search": 7, "compress": 7, "cli": 8,
 }
 
@@ -102,9 +102,10 @@ def test_each_package_imports_only_lower_layers():
     assert layer_violations(package_graph(ROOT), LAYERS) == []
 
 
-def test_every_segflow_package_has_a_layer():
-    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()} | {"errors"}
-    assert packages == set(LAYERS)
+def test_every_segflow_package_and_module_has_a_layer():
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    modules = {p.stem for p in ROOT.glob("*.py") if p.name != "__init__.py"}
+    assert packages | modules == set(LAYERS)
 
 
 @pytest.mark.parametrize("graph,cycle", [

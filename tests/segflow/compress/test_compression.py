@@ -22,6 +22,7 @@ from segflow.errors import ConfigError, ModelError
 from segflow.evaluate import evaluate_arrays
 from segflow.models import ModelConfig, count_parameters, create_model
 from segflow.models.artifact import load_model, save_model
+from segflow.progress import SILENT
 from segflow.train import model_config_for
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,7 @@ def original(tmp_path_factory):
     """A tiny U-Net artifact whose card names its dataset and recipe."""
     root = tmp_path_factory.mktemp("original")
     recipe = load_recipe("quickstart", TINY)
-    dataset = open_dataset(prep(recipe, None, str(root / "data"), show_progress=False).uri)
+    dataset = open_dataset(prep(recipe, None, str(root / "data"), progress=SILENT).uri)
     config = model_config_for(recipe, dataset)
     torch.manual_seed(0)
     card = {"recipe": recipe.model_dump(mode="json"), "dataset": {"uri": dataset.uri, "version": dataset.version}}
@@ -55,7 +56,7 @@ def original(tmp_path_factory):
 def pruned_int8(original, tmp_path_factory):
     """`compress --method prune:0.5+int8 --epochs 0` of the original: (outcome, its OUT folder)."""
     out = tmp_path_factory.mktemp("pruned-int8")
-    return compress(original[0], "prune:0.5+int8", str(out), epochs=0, show_progress=False), out
+    return compress(original[0], "prune:0.5+int8", str(out), epochs=0, progress=SILENT), out
 
 
 def test_prune_then_int8_writes_an_artifact_that_loads_back_and_scores_the_same(original, pruned_int8):
@@ -137,4 +138,4 @@ def test_an_int8_classifier_saves_and_loads_back(tmp_path):
 
 def test_an_int8_model_is_not_compressed_again(pruned_int8, tmp_path):
     with pytest.raises(ModelError, match="int8 model already"):
-        compress(pruned_int8[0].model_uri, "int8", str(tmp_path), show_progress=False)
+        compress(pruned_int8[0].model_uri, "int8", str(tmp_path), progress=SILENT)
