@@ -33,9 +33,8 @@ from pathlib import Path
 import torch
 
 from common import machine, now, save
+from segflow.compress import compress, distill
 from segflow.compress.compare import measure_side_by_side
-from segflow.compress.compression import compress
-from segflow.compress.distill import distill
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.evaluate import evaluate_arrays
@@ -83,7 +82,7 @@ def build_models(args: argparse.Namespace, work: Path) -> tuple[dict[str, str], 
             student, "int8", str(folder / "int8"), dataset_uri=dataset.uri, progress=SILENT))
         models[f"student {i + 1} int8"] = str(folder / "int8" / "model")
     if args.nas:
-        from segflow.compress.nas import nas
+        from segflow.compress import nas
 
         space = {"cells": 2, "width": 8, "nodes": 2}
         timed("darts (nas: search + retrain)", lambda: nas(recipe, str(work / "nas"), dataset_uri=dataset.uri,

@@ -109,7 +109,7 @@ def distill(
     overrides: SetOption = None,
 ) -> None:
     """Train a smaller student against a teacher; report teacher vs student side by side."""
-    from segflow.compress.distill import distill as run_distill
+    from segflow.compress import distill as run_distill
     from segflow.config import load_recipe
 
     config = load_recipe(recipe, overrides)
@@ -133,8 +133,8 @@ def nas(
     overrides: SetOption = None,
 ) -> None:
     """Search a cell architecture with DARTS (NNI), retrain it from scratch, report it against a baseline."""
-    from segflow.compress.nas import nas as run_nas
-    from segflow.compress.nas import parse_space
+    from segflow.compress import nas as run_nas
+    from segflow.compress import parse_space
     from segflow.config import load_recipe
 
     config = load_recipe(recipe, overrides)
@@ -157,12 +157,12 @@ def compress(
                                                         "fine-tuning, e.g. --set training.lr=0.001")] = None,
 ) -> None:
     """Make a trained model cheaper on CPU (channel pruning, int8); report original vs compressed side by side."""
-    from segflow.compress.compression import compress as run_compress
+    from segflow.compress import compress as run_compress
 
     result = run_compress(model, method, out or f"runs/compress-{method.replace(':', '-').replace('+', '-')}",
                           dataset_uri=dataset, epochs=epochs, overrides=overrides,
                           progress=TERMINAL if sys.stderr.isatty() else SILENT)
-    from segflow.compress.compare import table
+    from segflow.compress import table
 
     console.print(table(result.figures, result.task, result.split), markup=False, highlight=False, soft_wrap=True)
     console.print(f"model:  {result.model_uri} (version {result.model_version})")

@@ -14,8 +14,8 @@ from typing import Any
 from torch import nn
 
 from segflow.errors import ModelError
-from segflow.models import create_model
 from segflow.models.model_config import ModelConfig
+from segflow.models.registry import create_model
 from segflow.models.traced import base_config
 
 NAME = "pruned"

@@ -24,8 +24,8 @@ from torch.ao.quantization.observer import HistogramObserver
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from segflow.errors import ModelError
-from segflow.models import create_model
 from segflow.models.model_config import ModelConfig
+from segflow.models.registry import create_model
 from segflow.models.traced import base_config, check_traceable
 
 ENGINE = "x86"

@@ -2,12 +2,13 @@
 
 The layers, bottom to top (a package may import only packages of lower layers):
     errors | progress -> store -> config -> data -> models -> evaluate -> train -> search | compress -> cli
-(errors.py and progress.py are single modules that several layers use). store sits under config because config/loader.py reads a recipe from a store URI. search and
-compress share a layer, so neither may import the other. Every import counts: module level,
-inside functions and in TYPE_CHECKING blocks, since each is a dependency a reader must follow
-and a cycle that only function-level imports hold together is still a cycle. The registries'
-builders and readers, named by import path in segflow/config/recipe.py, are imported by models
-and data themselves, within their own layer.
+errors.py and progress.py are single modules that several layers use. store sits under config
+because config/loader.py reads a recipe from a store URI. search and compress share a layer, so
+neither may import the other. Every import counts: module level, inside functions and in
+TYPE_CHECKING blocks, since each is a dependency a reader must follow, and a cycle that only
+function-level imports hold together is still a cycle. The registries' builders and readers,
+named by import path in segflow/config/recipe.py, are imported by models and data themselves,
+within their own layer.
 """
 
 from __future__ import annotations
