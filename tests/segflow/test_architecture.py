@@ -138,3 +138,71 @@ def test_the_reader_sees_function_level_type_checking_and_relative_imports(tmp_p
     assert graph["models"] == {"compress"} and graph["compress"] == {"models"}
     assert graph["train"] == {"evaluate"}
     assert find_cycle(graph) == ["compress", "models", "compress"]
+
+
+# ---- faces: other packages import a core package through its __init__'s __all__ -------------
+
+FACED = ("models", "evaluate", "train", "compress")
+# Public to segflow.compress only: the modules of the models it writes (see segflow/models/__init__.py).
+COMPRESSED_MODELS = {"darts", "pruned", "quantized", "traced"}
+
+
+def face(root: Path, package: str) -> set[str]:
+    """The names in a package's __all__, read from its source (importing it would load torch, Ray, NNI)."""
+    for node in ast.walk(ast.parse((root / package / "__init__.py").read_text())):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def face_violations(root: Path, sources: list[Path]) -> list[str]:
+    """'file: import' for every import of a core package's internals from outside that package."""
+    faces = {package: face(root, package) for package in FACED}
+    found = []
+    for path in sources:
+        own = package_of(".".join(path.relative_to(root.parent).with_suffix("").parts))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                targets = [(node.module, alias.name) for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [(alias.name, None) for alias in node.names]
+            else:
+                continue
+            for module, name in targets:
+                parts = module.split(".")
+                package = parts[1] if len(parts) > 1 and parts[0] == "segflow" else None
+                if package not in FACED or package == own:
+                    continue
+                if len(parts) == 2:  # from segflow.train import fit
+                    ok = name is None or name in faces[package]
+                else:  # from segflow.models.artifact import load_model: artifact must be a public module
+                    ok = parts[2] in faces[package] or (own == "compress" and parts[2] in COMPRESSED_MODELS)
+                if not ok:
+                    found.append(f"{path.name}: {module}{'.' + name if name and len(parts) == 2 else ''}")
+    return found
+
+
+def test_other_packages_import_only_faces():
+    repo = ROOT.parent
+    sources = [p for folder in (ROOT, repo / "serving", repo / "components", repo / "pipelines")
+               for p in sorted(folder.rglob("*.py"))]
+    assert face_violations(ROOT, sources) == []
+
+
+def test_each_face_is_small():
+    assert {package: len(face(ROOT, package)) for package in FACED if len(face(ROOT, package)) > 12} == {}
+
+
+def test_the_face_check_on_a_fake_tree(tmp_path):
+    root = tmp_path / "segflow"
+    for package in FACED:
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text('__all__ = ["fit", "metrics"]\n')
+    caller = root / "compress" / "x.py"
+    caller.write_text("from segflow.train import fit\nfrom segflow.train.loop import STOPPED\n"
+                      "from segflow.evaluate.metrics import QUALITY\nfrom segflow.models.darts import build\n")
+    other = tmp_path / "serving" / "y.py"
+    other.parent.mkdir()
+    other.write_text("from segflow.models.darts import build\nfrom segflow.train import loop\n")
+    assert face_violations(root, [caller, other]) == [
+        "x.py: segflow.train.loop", "y.py: segflow.models.darts", "y.py: segflow.train.loop"]
