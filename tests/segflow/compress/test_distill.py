@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from segflow.compress.distill import distill, parse_student
+from segflow.compress.distill_command import distill, parse_student
 from segflow.config import load_recipe
 from segflow.data import prep
 from segflow.errors import ConfigError, ModelError

@@ -17,7 +17,7 @@ pytest.importorskip("pytorch_lightning", reason="NNI's nas API needs pytorch-lig
                     "pip install --no-deps pytorch-lightning==2.6.6")
 
 from segflow.cli.main import app  # noqa: E402
-from segflow.compress.nas import model_params, nas, parse_space
+from segflow.compress.nas_command import model_params, nas, parse_space
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.data.formats.fashion import FILES
