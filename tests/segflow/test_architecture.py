@@ -206,3 +206,10 @@ def test_the_face_check_on_a_fake_tree(tmp_path):
     other.write_text("from segflow.models.darts import build\nfrom segflow.train import loop\n")
     assert face_violations(root, [caller, other]) == [
         "x.py: segflow.train.loop", "y.py: segflow.models.darts", "y.py: segflow.train.loop"]
+
+
+def test_a_lazy_face_names_no_submodule():
+    # compress loads its face on first use (module __getattr__), which a loaded submodule of the same name
+    # would shadow: `from segflow.compress import nas` would give the module, not the function.
+    submodules = {p.stem for p in (ROOT / "compress").glob("*.py")}
+    assert face(ROOT, "compress") & submodules == set()
