@@ -33,14 +33,14 @@ from pathlib import Path
 import torch
 
 from common import machine, now, save
+from segflow.compress import compress, distill
 from segflow.compress.compare import measure_side_by_side
-from segflow.compress.compression import compress
-from segflow.compress.distill import distill
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
-from segflow.evaluate.predict import evaluate_arrays
+from segflow.evaluate import evaluate_arrays
 from segflow.models.artifact import load_model
-from segflow.train.run import train
+from segflow.progress import SILENT
+from segflow.train import train
 
 SPLIT = "val"
 STUDENTS = ("unet:depth=2,width=8", "unet:depth=1,width=8")
@@ -61,33 +61,33 @@ def build_models(args: argparse.Namespace, work: Path) -> tuple[dict[str, str], 
         print(f"{name}: {stages[name]:.0f} s", flush=True)
         return result
 
-    dataset = open_dataset(timed("prep", lambda: prep(recipe, None, str(work / "dataset"), show_progress=False)).uri)
+    dataset = open_dataset(timed("prep", lambda: prep(recipe, None, str(work / "dataset"), progress=SILENT)).uri)
     teacher = args.teacher or timed("teacher (train)", lambda: train(
-        recipe, str(work / "teacher"), dataset_uri=dataset.uri, show_progress=False)).model_uri
+        recipe, str(work / "teacher"), dataset_uri=dataset.uri, progress=SILENT)).model_uri
     models = {"teacher": teacher}
     timed("teacher int8 (compress)", lambda: compress(teacher, "int8", str(work / "teacher-int8"),
-                                                      dataset_uri=dataset.uri, show_progress=False))
+                                                      dataset_uri=dataset.uri, progress=SILENT))
     models["teacher int8"] = str(work / "teacher-int8" / "model")
     timed("teacher prune:0.5+int8 (compress)", lambda: compress(
         teacher, "prune:0.5+int8", str(work / "teacher-pruned"), dataset_uri=dataset.uri,
-        epochs=args.finetune_epochs, show_progress=False))
+        epochs=args.finetune_epochs, progress=SILENT))
     models["teacher pruned 50% (fine-tuned)"] = str(work / "teacher-pruned" / "finetune" / "model")
     models["teacher pruned 50% + int8"] = str(work / "teacher-pruned" / "model")
     for i, spec in enumerate(args.student or STUDENTS):
         folder = work / f"student{i}"
         student = timed(f"student {spec} (distill)", lambda spec=spec, folder=folder: distill(
-            recipe, teacher, spec, str(folder), dataset_uri=dataset.uri, show_progress=False)).student.model_uri
+            recipe, teacher, spec, str(folder), dataset_uri=dataset.uri, progress=SILENT)).student.model_uri
         models[f"student {i + 1} (distilled)"] = student
         timed(f"student {spec} int8 (compress)", lambda student=student, folder=folder: compress(
-            student, "int8", str(folder / "int8"), dataset_uri=dataset.uri, show_progress=False))
+            student, "int8", str(folder / "int8"), dataset_uri=dataset.uri, progress=SILENT))
         models[f"student {i + 1} int8"] = str(folder / "int8" / "model")
     if args.nas:
-        from segflow.compress.nas import nas
+        from segflow.compress import nas
 
         space = {"cells": 2, "width": 8, "nodes": 2}
         timed("darts (nas: search + retrain)", lambda: nas(recipe, str(work / "nas"), dataset_uri=dataset.uri,
                                                             search_epochs=args.nas_epochs, space_settings=space,
-                                                            show_progress=False))
+                                                            progress=SILENT))
         models["darts (searched)"] = str(work / "nas" / "model")
     manifest = dataset.manifest
     data = {"recipe": recipe.name, "format": recipe.data.format, "image_size": list(recipe.data.image_size),

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from common import machine, now, save
 from segflow.config import load_recipe
-from segflow.train.metrics import QUALITY
-from segflow.train.run import train
+from segflow.evaluate.metrics import QUALITY
+from segflow.progress import SILENT
+from segflow.train import train
 
 # case: (recipe, goal, reduced overrides, full overrides)
 CASES = {
@@ -47,7 +48,7 @@ def run_case(name: str, full: bool, work: Path) -> dict:
     overrides = complete if full else reduced
     recipe = load_recipe(recipe_name, overrides)
     started = time.monotonic()
-    outcome = train(recipe, str(work / name), show_progress=False)
+    outcome = train(recipe, str(work / name), progress=SILENT)
     wall = time.monotonic() - started
     evaluation = outcome.evaluation.evaluation
     metric = QUALITY[recipe.task]

@@ -3,7 +3,7 @@
     .venv/bin/python bench/training.py [--cases quickstart,fashion] [--epochs 3]
 
 For each case, side by side in one run:
-- segflow: `segflow.train.run.train` for real (Ray Train, one worker holding every core,
+- segflow: `segflow.train.train` for real (Ray Train, one worker holding every core,
   checkpoints, validation, progress actor), augmentation off so both sides see the same
   pixels; its history records the images per second of each epoch's training pass
   (validation and checkpointing excluded); the figure is the median over the epochs.
@@ -39,7 +39,8 @@ from common import machine, now, save
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.models.preprocess import normalize
-from segflow.train.run import model_config_for, train
+from segflow.progress import SILENT
+from segflow.train import model_config_for, train
 
 # case: (recipe, overrides that make the segflow run the one the plain loop copies)
 CASES = {
@@ -53,7 +54,7 @@ GOAL = 0.95
 def segflow_rate(recipe, dataset_uri: str, work: Path, epochs: int) -> dict:
     """Images per second of segflow's own training passes (median over the epochs)."""
     started = time.monotonic()
-    outcome = train(recipe, str(work / "segflow"), dataset_uri=dataset_uri, show_progress=False)
+    outcome = train(recipe, str(work / "segflow"), dataset_uri=dataset_uri, progress=SILENT)
     history = outcome.fit.history
     rates = [r["train_images_per_s"] for r in history]
     return {"images_per_s": statistics.median(rates), "per_epoch": [r["train_images_per_s"] for r in history],
@@ -114,7 +115,7 @@ def run_case(name: str, epochs: int, work: Path) -> dict:
     settings = [*overrides, f"training.epochs={epochs}", "training.num_workers=1", f"training.cpus_per_worker={cores}",
                 "training.augment=false", "training.loss=cross_entropy", f"training.use_gpu={str(gpu).lower()}"]
     recipe = load_recipe(recipe_name, settings)
-    dataset = open_dataset(prep(recipe, None, str(work / "data"), show_progress=False).uri)
+    dataset = open_dataset(prep(recipe, None, str(work / "data"), progress=SILENT).uri)
     config = model_config_for(recipe, dataset)
     images, targets = dataset.arrays("train")
     device = torch.device("cuda" if gpu else "cpu")

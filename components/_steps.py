@@ -14,28 +14,29 @@ from urllib.parse import urlparse
 
 from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
-from segflow.evaluate.report import to_html
+from segflow.evaluate import to_html
+from segflow.evaluate.metrics import QUALITY, scalars
+from segflow.progress import SILENT
 from segflow.store import download_tree, open_store
-from segflow.train.metrics import QUALITY, scalars
 
 
-def train_run(recipe: Recipe, overrides: dict[str, Any], dataset, run, cluster: bool) -> dict:
-    """Train `recipe` (with overrides) on the Dataset artifact into the Model artifact `run`.
+def train_locally(recipe: Recipe, overrides: dict[str, Any], dataset, run) -> dict:
+    """Train `recipe` (with overrides) on the Dataset artifact's folder into the Model artifact `run`'s folder."""
+    from segflow.train import train
 
-    Locally the artifacts are folders; in cluster mode the RayJob reads and writes their
-    object-store URIs, and the evaluation is copied back so the step can publish it.
-    """
-    recipe = with_overrides(recipe, overrides) if overrides else recipe
-    if cluster:
-        from segflow.components.rayjob import to_s3, train_on_cluster
-
-        result = train_on_cluster(recipe, dataset.uri, run.uri)
-        download_tree(open_store(to_s3(run.uri)), "eval", Path(run.path) / "eval")
-        return result
-    from segflow.train.run import train
-
-    outcome = train(recipe, run.path, dataset_uri=dataset.path, show_progress=False)
+    outcome = train(with_overrides(recipe, overrides) if overrides else recipe, run.path, dataset_uri=dataset.path,
+                    progress=SILENT)
     return {"model_uri": outcome.model_uri, "version": outcome.model_version}
+
+
+def train_in_cluster(recipe: Recipe, overrides: dict[str, Any], dataset, run) -> dict:
+    """Train as a KubeRay RayJob, which reads and writes the artifacts' object-store URIs; the evaluation is
+    copied back so the step can publish it."""
+    from segflow.components.rayjob import to_s3, train_on_cluster
+
+    result = train_on_cluster(with_overrides(recipe, overrides) if overrides else recipe, dataset.uri, run.uri)
+    download_tree(open_store(to_s3(run.uri)), "eval", Path(run.path) / "eval")
+    return result
 
 
 def publish_evaluation(eval_dir: Path, metrics, report, report_md: Path | None = None) -> float:

@@ -14,9 +14,10 @@ def prep(recipe_json: str, data_path: str, dataset: Output[Dataset]) -> str:
 
     from segflow.config import parse_recipe
     from segflow.data import prep as run_prep
+    from segflow.progress import SILENT
 
     recipe = parse_recipe(json.loads(recipe_json), "pipeline recipe")
-    result = run_prep(recipe, Path(data_path) if data_path else None, dataset.path, show_progress=False)
+    result = run_prep(recipe, Path(data_path) if data_path else None, dataset.path, progress=SILENT)
     dataset.metadata.update({
         "version": result.version,
         "dataset_hash": result.manifest.dataset_hash,

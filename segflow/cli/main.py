@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from segflow.errors import SegflowError
+from segflow.progress import SILENT, TERMINAL
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="segflow: segmentation and classification from data to served model.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect prepared datasets.")
@@ -59,7 +60,7 @@ def prep(
     from segflow.data import prep as run_prep
 
     config = load_recipe(recipe, overrides)
-    result = run_prep(config, data, out, force=force, show_progress=sys.stderr.isatty())
+    result = run_prep(config, data, out, force=force, progress=TERMINAL if sys.stderr.isatty() else SILENT)
     for table in manifest_tables(result.manifest, result.uri, result.version):
         console.print(table)
     state = "reused (same inputs as the latest version)" if result.reused else "written"
@@ -80,7 +81,7 @@ def train(
 ) -> None:
     """Train with Ray Train (DDP), then evaluate: model, metrics, figures and report in OUT."""
     from segflow.config import load_recipe
-    from segflow.train.run import train as run_train
+    from segflow.train import train as run_train
 
     shortcuts = {"training.num_workers": workers, "training.epochs": epochs}
     config = load_recipe(recipe, [*(overrides or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)])
@@ -108,7 +109,7 @@ def distill(
     overrides: SetOption = None,
 ) -> None:
     """Train a smaller student against a teacher; report teacher vs student side by side."""
-    from segflow.compress.distill import distill as run_distill
+    from segflow.compress import distill as run_distill
     from segflow.config import load_recipe
 
     config = load_recipe(recipe, overrides)
@@ -132,8 +133,8 @@ def nas(
     overrides: SetOption = None,
 ) -> None:
     """Search a cell architecture with DARTS (NNI), retrain it from scratch, report it against a baseline."""
-    from segflow.compress.nas import nas as run_nas
-    from segflow.compress.nas import parse_space
+    from segflow.compress import nas as run_nas
+    from segflow.compress import parse_space
     from segflow.config import load_recipe
 
     config = load_recipe(recipe, overrides)
@@ -156,11 +157,12 @@ def compress(
                                                         "fine-tuning, e.g. --set training.lr=0.001")] = None,
 ) -> None:
     """Make a trained model cheaper on CPU (channel pruning, int8); report original vs compressed side by side."""
-    from segflow.compress.compression import compress as run_compress
+    from segflow.compress import compress as run_compress
 
     result = run_compress(model, method, out or f"runs/compress-{method.replace(':', '-').replace('+', '-')}",
-                          dataset_uri=dataset, epochs=epochs, overrides=overrides, show_progress=sys.stderr.isatty())
-    from segflow.compress.compare import table
+                          dataset_uri=dataset, epochs=epochs, overrides=overrides,
+                          progress=TERMINAL if sys.stderr.isatty() else SILENT)
+    from segflow.compress import table
 
     console.print(table(result.figures, result.task, result.split), markup=False, highlight=False, soft_wrap=True)
     console.print(f"model:  {result.model_uri} (version {result.model_version})")
@@ -228,7 +230,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model artifact on a dataset split: metrics.json, figures, report.md."""
     from segflow.evaluate import evaluate_uri
-    from segflow.train.metrics import scalars
+    from segflow.evaluate.metrics import scalars
 
     result = evaluate_uri(model, dataset, out, split)
     _print_metrics(scalars(result.evaluation.metrics))
@@ -236,7 +238,7 @@ def evaluate(
 
 
 def _print_outcome(outcome) -> None:
-    from segflow.train.metrics import scalars
+    from segflow.evaluate.metrics import scalars
 
     _print_metrics(scalars(outcome.evaluation.evaluation.metrics))
     console.print(f"model:  {outcome.model_uri} (version {outcome.model_version})")

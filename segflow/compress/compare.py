@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from segflow.compress.traced import base_config
+from segflow.evaluate.metrics import QUALITY
 from segflow.models import ModelConfig, count_parameters, create_model
 from segflow.models.preprocess import for_inference
-from segflow.train.metrics import QUALITY
+from segflow.models.traced import base_config
 
 LABELS = {"miou": "mIoU", "accuracy": "accuracy"}
 

@@ -22,15 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bars
 from torch import nn
 
-from segflow.compress.darts_cells import SpaceSize
 from segflow.compress.darts_space import DartsSpace  # first: it checks that pytorch-lightning is installed
 from segflow.config.recipe import Recipe
 from segflow.data import PreparedDataset
 from segflow.models import ModelConfig
+from segflow.models.darts import SpaceSize
 from segflow.models.preprocess import normalize
+from segflow.progress import TERMINAL, Progress
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)  # NNI 3.0 does not know torch 2.13's newer nn classes
@@ -89,7 +91,7 @@ class SearchProgress(Callback):
 
     def __init__(self, console: Console):
         self.console, self.losses, self.epoch_loss = console, [], float("nan")
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, disable=not sys.stderr.isatty(), transient=True)
 
     def on_train_start(self, trainer, pl_module):
@@ -111,21 +113,21 @@ class SearchProgress(Callback):
 
 
 def search(recipe: Recipe, dataset: PreparedDataset, config: ModelConfig, space: str, size: SpaceSize,
-           epochs: int, show_progress: bool = True) -> SearchResult:
+           epochs: int, progress: Progress = TERMINAL) -> SearchResult:
     """Search `space` at `size` for `epochs` epochs; `config` gives the classes and the normalisation."""
     started = time.monotonic()
     torch.manual_seed(recipe.training.seed)
     model_space = DartsSpace(space, config.in_channels, config.num_classes, size)
     if recipe.training.channels_last:  # as in training: oneDNN's convolutions are faster in NHWC on CPU too
         model_space.to(memory_format=torch.channels_last)
-    progress = SearchProgress(Console(stderr=True, quiet=not show_progress))
+    bar = SearchProgress(progress.console)
     with tempfile.TemporaryDirectory(prefix="segflow-darts-") as tmp, _quiet():
-        evaluator = _evaluator(recipe, dataset, config, _trainer_options(recipe, epochs, progress, tmp))
+        evaluator = _evaluator(recipe, dataset, config, _trainer_options(recipe, epochs, bar, tmp))
         strategy = DARTS(gradient_clip_val=recipe.training.grad_clip)
         strategy(RawFormatModelSpace.from_model(model_space, evaluator), SequentialExecutionEngine())
         architecture = next(strategy.list_models()).sample
         probabilities = strategy.oneshot_module.export_probs()
-    return SearchResult(dict(architecture), _rounded(probabilities), progress.epoch_loss,
+    return SearchResult(dict(architecture), _rounded(probabilities), bar.epoch_loss,
                         time.monotonic() - started)
 
 

@@ -1,4 +1,4 @@
-"""The DARTS search spaces in NNI 3.0's `nni.nas` API: the cell networks of darts_cells with mutables.
+"""The DARTS search spaces in NNI 3.0's `nni.nas` API: the cell networks of segflow.models.darts with mutables.
 
 Two spaces, picked by the recipe's task: `darts-seg` (encoder-decoder cells for segmentation)
 and `darts-cls` (a stack of cells for Fashion-MNIST-sized classification). Every edge is a
@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from segflow.compress.darts_cells import SPACES, SpaceSize
 from segflow.errors import ConfigError
+from segflow.models.darts import SPACES, SpaceSize
 
 if importlib.util.find_spec("pytorch_lightning") is None:  # nni.nas imports it, NNI does not declare it
     raise ConfigError("segflow nas needs pytorch-lightning for NNI's nas API and Lightning evaluator: "

@@ -9,7 +9,8 @@ needs the model's torch.fx graph (`graph_module=torch.fx.symbolic_trace(model)`,
 A pruned artifact's model.json names the `pruned` builder with the float model's config and
 the new size of every layer that changed, in its constructor's terms:
 `{"name": "pruned", "params": {"base": {...}, "ratio": 0.5, "layers": {"stem.0": {"out_channels": 8}, ...}}}`;
-the builder builds the base model and replaces those layers, so the state dict loads as usual.
+the builder (segflow.models.pruned) builds the base model and replaces those layers, so the state
+dict loads as usual.
 """
 
 from __future__ import annotations
@@ -20,27 +21,14 @@ import io
 import logging
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from segflow.compress.traced import base_config, check_traceable
 from segflow.errors import ConfigError, ModelError
-
-if TYPE_CHECKING:
-    from segflow.models import ModelConfig
-
-NAME = "pruned"
-_CONV_ARGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "padding_mode")
-# The constructor arguments that describe each resizable layer type (bias: whether it has one).
-_ARGS: dict[type[nn.Module], tuple[str, ...]] = {
-    nn.Conv2d: _CONV_ARGS,
-    nn.ConvTranspose2d: (*_CONV_ARGS, "output_padding"),
-    nn.BatchNorm2d: ("num_features", "eps", "momentum", "affine", "track_running_stats"),
-    nn.Linear: ("in_features", "out_features"),
-}
-_SIZES = ("in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
+from segflow.models import ModelConfig
+from segflow.models.pruned import LAYER_TYPES, NAME, SIZES, layer_arguments
+from segflow.models.traced import check_traceable
 
 
 def check_ratio(ratio: float) -> float:
@@ -80,25 +68,6 @@ def prune(model: nn.Module, config: ModelConfig, ratio: float) -> tuple[nn.Modul
     return pruned.eval(), config.model_copy(update={"name": NAME, "params": params})
 
 
-def build_pruned(config: ModelConfig) -> nn.Module:
-    """The `pruned` registry builder: the base model with the recorded layers replaced by smaller ones."""
-    from segflow.models import create_model
-
-    layers = config.params.get("layers")
-    if not isinstance(layers, dict):
-        raise ModelError("pruned params hold no 'layers' mapping; take model.json from the artifact that "
-                         "`segflow compress` wrote")
-    model = create_model(base_config(config))
-    for name, sizes in layers.items():
-        try:
-            layer = model.get_submodule(name)
-        except AttributeError:
-            raise ModelError(f"pruned params name layer {name!r}, which model {config.params['base']['name']!r} "
-                             "does not have") from None
-        model.set_submodule(name, _resized(layer, sizes))
-    return model
-
-
 @contextlib.contextmanager
 def _quiet_nni() -> Iterator[logging.Logger]:
     """NNI logs every layer it replaces, prints its mask bookkeeping, warns about masks it then resolves and
@@ -125,18 +94,11 @@ def _output_layers(graph: torch.fx.GraphModule) -> set[str]:
         if node in seen:
             continue
         seen.add(node)
-        if node.op == "call_module" and type(modules[node.target]) in _ARGS:
+        if node.op == "call_module" and type(modules[node.target]) in LAYER_TYPES:
             found.add(node.target)
         else:
             stack.extend(node.all_input_nodes)
     return found
-
-
-def _arguments(layer: nn.Module) -> dict[str, Any]:
-    args = {name: getattr(layer, name) for name in _ARGS[type(layer)]}
-    if not isinstance(layer, nn.BatchNorm2d):
-        args["bias"] = layer.bias is not None
-    return args
 
 
 def _changed_layers(original: nn.Module, pruned: nn.Module) -> dict[str, dict[str, int]]:
@@ -145,28 +107,18 @@ def _changed_layers(original: nn.Module, pruned: nn.Module) -> dict[str, dict[st
     changed = {}
     for name, layer in pruned.named_modules():
         old = before.get(name)
-        if type(layer) in _ARGS and type(old) is type(layer):
-            new_args, old_args = _arguments(layer), _arguments(old)
+        if type(layer) in LAYER_TYPES and type(old) is type(layer):
+            new_args, old_args = layer_arguments(layer), layer_arguments(old)
             diff = {k: v for k, v in new_args.items() if v != old_args[k]}
-            if set(diff) - set(_SIZES):
-                raise ModelError(f"pruning changed {sorted(set(diff) - set(_SIZES))} of layer {name!r}")
+            if set(diff) - set(SIZES):
+                raise ModelError(f"pruning changed {sorted(set(diff) - set(SIZES))} of layer {name!r}")
             if diff:
                 changed[name] = diff
         elif old is not None and _shapes(old) != _shapes(layer):
             raise ModelError(f"pruning resized layer {name!r} ({type(old).__name__}), which segflow cannot rebuild; "
-                             f"layers it rebuilds: {', '.join(t.__name__ for t in _ARGS)}")
+                             f"layers it rebuilds: {', '.join(t.__name__ for t in LAYER_TYPES)}")
     return changed
 
 
 def _shapes(layer: nn.Module) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in [*layer.parameters(recurse=False), *layer.buffers(recurse=False)]]
-
-
-def _resized(layer: nn.Module, sizes: dict[str, int]) -> nn.Module:
-    if type(layer) not in _ARGS:
-        raise ModelError(f"pruned params resize layer type {type(layer).__name__}; segflow rebuilds "
-                         f"{', '.join(t.__name__ for t in _ARGS)}")
-    unknown = set(sizes) - set(_SIZES)
-    if unknown:
-        raise ModelError(f"pruned params set {sorted(unknown)} of a {type(layer).__name__}; only sizes can change")
-    return type(layer)(**(_arguments(layer) | sizes))

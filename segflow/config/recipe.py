@@ -7,7 +7,11 @@ receives these objects and never re-checks raw dicts. Unknown keys are refused
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
+import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,19 +19,43 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 Task = Literal["segmentation", "classification"]
-SEGMENTATION_MODELS = ("unet", "fcn_vgg16", "deeplabv3_resnet50", "lraspp_mobilenet_v3_large", "darts")
-CLASSIFICATION_MODELS = ("resnet18", "resnet34", "vgg16", "smallcnn", "darts")
-ModelName = Literal[
-    "unet",
-    "fcn_vgg16",
-    "deeplabv3_resnet50",
-    "lraspp_mobilenet_v3_large",
-    "resnet18",
-    "resnet34",
-    "vgg16",
-    "smallcnn",
-    "darts",
-]
+TASKS: tuple[Task, ...] = typing.get_args(Task)
+
+
+# ---- the registries' facts: one table per registry -------------------------------------
+# Each entry names its builder or reader by import path ("module:attribute") instead of holding
+# it: config is the bottom layer and may not import models or data, yet the recipe schema's
+# model names, tasks and data sections are built from these tables, so the facts live here once.
+# models and data import the named object when a recipe or a model.json asks for it; this also
+# keeps a model's heavy machinery (torch.ao's int8 flow, NNI) out of processes that never build it.
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model: the data tasks it serves and its builder `(ModelConfig, backbone weights) -> nn.Module`."""
+
+    tasks: tuple[Task, ...]
+    builder: str
+    in_recipes: bool = True  # False: written by `segflow compress` from a trained model, never named in a recipe
+
+
+MODELS: dict[str, ModelEntry] = {
+    "unet": ModelEntry(("segmentation",), "segflow.models.unet:build_unet"),
+    "fcn_vgg16": ModelEntry(("segmentation",), "segflow.models.fcn:build_fcn_vgg16"),
+    "deeplabv3_resnet50": ModelEntry(("segmentation",), "segflow.models.torchvision_seg:build_deeplabv3_resnet50"),
+    "lraspp_mobilenet_v3_large": ModelEntry(
+        ("segmentation",), "segflow.models.torchvision_seg:build_lraspp_mobilenet_v3_large"),
+    "resnet18": ModelEntry(("classification",), "segflow.models.classifiers:build_resnet18"),
+    "resnet34": ModelEntry(("classification",), "segflow.models.classifiers:build_resnet34"),
+    "vgg16": ModelEntry(("classification",), "segflow.models.classifiers:build_vgg16"),
+    "smallcnn": ModelEntry(("classification",), "segflow.models.classifiers:build_smallcnn"),
+    # Both tasks: the builder checks the config's task against its search space's.
+    "darts": ModelEntry(TASKS, "segflow.models.darts:build_darts"),
+    # params.base: the float model it was pruned from / it quantizes (int8: CPU only).
+    "pruned": ModelEntry(TASKS, "segflow.models.pruned:build_pruned", in_recipes=False),
+    "int8": ModelEntry(TASKS, "segflow.models.quantized:build_int8", in_recipes=False),
+}
+ModelName = Literal[tuple(name for name, entry in MODELS.items() if entry.in_recipes)]
 
 
 class Strict(BaseModel):
@@ -184,11 +212,31 @@ class FolderData(_DataBase):
     layout: Layout = ResizeLayout(size=(256, 256))
 
 
+@dataclass(frozen=True)
+class DataFormat:
+    """A data format: its recipe section, the task its data serves and its reader (a segflow.data Reader)."""
+
+    section: type[_DataBase]
+    task: Task
+    reader: str
+
+    @property
+    def name(self) -> str:
+        return typing.get_args(self.section.model_fields["format"].annotation)[0]
+
+
+FORMATS: dict[str, DataFormat] = {f.name: f for f in (
+    DataFormat(SyntheticData, "segmentation", "segflow.data.formats.synthetic:SyntheticReader"),
+    DataFormat(AerialData, "segmentation", "segflow.data.formats.aerial:AerialReader"),
+    DataFormat(CarvanaData, "segmentation", "segflow.data.formats.carvana:CarvanaReader"),
+    DataFormat(KittiRoadData, "segmentation", "segflow.data.formats.kitti_road:KittiRoadReader"),
+    DataFormat(CocoData, "segmentation", "segflow.data.formats.coco:CocoReader"),
+    DataFormat(FashionData, "classification", "segflow.data.formats.fashion:FashionReader"),
+    DataFormat(FolderData, "segmentation", "segflow.data.formats.folder:FolderReader"),
+)}
 DataSection = Annotated[
-    SyntheticData | AerialData | CarvanaData | KittiRoadData | CocoData | FashionData | FolderData,
-    Field(discriminator="format"),
+    functools.reduce(operator.or_, (f.section for f in FORMATS.values())), Field(discriminator="format")
 ]
-CLASSIFICATION_FORMATS = ("fashion",)
 
 
 # ---- model, training, search, serving ------------------------------------------------
@@ -317,11 +365,11 @@ class Recipe(Strict):
 
     @property
     def task(self) -> Task:
-        return "classification" if self.data.format in CLASSIFICATION_FORMATS else "segmentation"
+        return FORMATS[self.data.format].task
 
     @model_validator(mode="after")
     def _model_fits_task(self) -> Recipe:
-        allowed = CLASSIFICATION_MODELS if self.task == "classification" else SEGMENTATION_MODELS
+        allowed = [name for name, entry in MODELS.items() if entry.in_recipes and self.task in entry.tasks]
         if self.model.name not in allowed:
             raise ValueError(
                 f"model.name {self.model.name!r} is not a {self.task} model, but data.format "

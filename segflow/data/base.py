@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segflow.config.recipe import ClassSpec, Task
+from segflow.config.recipe import FORMATS, ClassSpec, Task
 from segflow.errors import DataError
 
 # Refuse absurd images early (PIL's own bomb limit is a warning up to 2x this).
@@ -57,15 +57,20 @@ class ColourCounts:
 
 
 class Reader(ABC):
-    """Base class of a dataset format; subclasses are registered in segflow.data.formats."""
+    """Base class of a dataset format; subclasses are named in segflow.config.recipe.FORMATS."""
 
-    task: Task = "segmentation"
+    needs_root = True  # False: the reader makes its data up and needs no dataset folder
 
     def __init__(self, config, root: Path | None):
         self.config = config
         self.root = root
         self.ignored = ColourCounts()  # colours mapped to ignore_index by the policy
         self.unknown = ColourCounts()  # colours the recipe does not know at all
+
+    @property
+    def task(self) -> Task:
+        """The task of this format's data, as its FORMATS entry says."""
+        return FORMATS[self.config.format].task
 
     @abstractmethod
     def classes(self) -> list[ClassSpec]:

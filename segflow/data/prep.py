@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bars
 
 import segflow
 from segflow.config.recipe import Recipe
@@ -29,6 +30,7 @@ from segflow.data.layout import apply_layout
 from segflow.data.manifest import ColourPolicyReport, Manifest, ShardInfo, SplitStats
 from segflow.data.split import SPLITS, assign_splits
 from segflow.errors import DataError
+from segflow.progress import TERMINAL, Progress
 from segflow.store import open_store, publish_version, sha256_file
 from segflow.store.versions import read_manifest
 
@@ -47,21 +49,22 @@ class PrepResult:
 
 
 def prep(recipe: Recipe, data_root: Path | None, out_uri: str, *, force: bool = False,
-         show_progress: bool = True) -> PrepResult:
+         progress: Progress = TERMINAL) -> PrepResult:
     """Prepare `recipe`'s dataset found at `data_root` into the store at `out_uri`."""
     root = data_root if data_root is not None else (Path(recipe.data.path) if recipe.data.path else None)
     root = root.expanduser().resolve() if root else None
     reader = make_reader(recipe.data, root)
     items = reader.scan()
     store = open_store(out_uri)
-    with _progress(show_progress) as progress:
-        sources = _hash_sources(reader.sources(items), root, progress)
+    with progress.bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn()) as bars:
+        sources = _hash_sources(reader.sources(items), root, bars)
         input_hash = _input_hash(recipe, sources)
         if not force and (previous := _reusable(store, input_hash)):
             return PrepResult(store.uri, previous[0], previous[1], reused=True)
         splits = assign_splits(items, recipe.data.split)
         with tempfile.TemporaryDirectory(prefix="segflow-prep-") as tmp:
-            manifest = _build(recipe, reader, splits, Path(tmp), progress)
+            manifest = _build(recipe, reader, splits, Path(tmp), bars)
             manifest = manifest.model_copy(update={
                 "sources": sources,
                 "source_root": str(root) if root else "",
@@ -74,20 +77,13 @@ def prep(recipe: Recipe, data_root: Path | None, out_uri: str, *, force: bool = 
     return PrepResult(store.uri, version, manifest, reused=False)
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not enabled, transient=True,
-    )
-
-
-def _hash_sources(paths: list[Path], root: Path | None, progress: Progress) -> dict[str, str]:
-    task = progress.add_task("hashing sources", total=len(paths))
+def _hash_sources(paths: list[Path], root: Path | None, bars: Bars) -> dict[str, str]:
+    task = bars.add_task("hashing sources", total=len(paths))
     hashes = {}
     for path in paths:
         key = path.relative_to(root).as_posix() if root else path.as_posix()
         hashes[key] = sha256_file(path)
-        progress.advance(task)
+        bars.advance(task)
     return hashes
 
 
@@ -110,13 +106,13 @@ def _reusable(store, input_hash: str) -> tuple[str, Manifest] | None:
 
 
 def _build(recipe: Recipe, reader: Reader, splits: dict[str, list[SourceItem]], out: Path,
-           progress: Progress) -> Manifest:
+           bars: Bars) -> Manifest:
     classes = reader.classes()
     writer = _ShardWriter(out / "shards")
     stats: dict[str, SplitStats] = {}
     problems: list[str] = []
     sample_shape = None
-    task = progress.add_task("preparing", total=sum(len(v) for v in splits.values()))
+    task = bars.add_task("preparing", total=sum(len(v) for v in splits.values()))
     for split in SPLITS:
         counts = np.zeros(256, dtype=np.int64)
         samples = 0
@@ -129,7 +125,7 @@ def _build(recipe: Recipe, reader: Reader, splits: dict[str, list[SourceItem]], 
                     samples += 1
             except DataError as exc:
                 problems.append(str(exc))
-            progress.advance(task)
+            bars.advance(task)
         writer.flush(split)
         if splits[split]:
             stats[split] = SplitStats(

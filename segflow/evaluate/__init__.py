@@ -16,9 +16,10 @@ from torch import nn
 
 from segflow.data import PreparedDataset, open_dataset
 from segflow.errors import ModelError
-from segflow.evaluate.figures import draw_all
+from segflow.evaluate import metrics
+from segflow.evaluate.figures import DPI, draw_all
 from segflow.evaluate.predict import Evaluation, evaluate_arrays
-from segflow.evaluate.report import render
+from segflow.evaluate.report import render, to_html
 from segflow.models import ModelConfig
 from segflow.store import open_store
 
@@ -73,3 +74,8 @@ def evaluate_uri(model_uri: str, dataset_uri: str, out_uri: str, split: str = "v
     evaluation = evaluate_split(model, config, dataset, split)
     return write_evaluation(evaluation, config, out_uri, history=load_history(model_uri), card=card,
                             title=f"{dataset.manifest.name}: {config.name} on the {split} split")
+
+
+# The face: `metrics` (the per-epoch metrics training and search share) is a public module.
+__all__ = ["DPI", "EvalResult", "Evaluation", "check_compatible", "evaluate_arrays", "evaluate_split", "evaluate_uri",
+           "metrics", "to_html", "write_evaluation"]

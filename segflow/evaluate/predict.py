@@ -1,6 +1,6 @@
 """Run a model over a dataset split: metrics, a fixed set of example predictions, a PR curve.
 
-Uses the same metric code as the training loop (segflow.train.metrics), so the numbers in a
+Uses the same metric code as the training loop (segflow.evaluate.metrics), so the numbers in a
 report are the numbers the run monitored.
 """
 
@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torchmetrics.classification import BinaryPrecisionRecallCurve
 
+from segflow.evaluate import metrics as metric_fns
 from segflow.models import ModelConfig, probabilities
 from segflow.models.preprocess import for_inference, normalize
-from segflow.train import metrics as metric_fns
 
 EXAMPLES = 10
 

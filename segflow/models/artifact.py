@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from segflow.errors import ModelError
-from segflow.models import ModelConfig, count_parameters, create_model, load_weights
+from segflow.models.model_config import ModelConfig
 from segflow.models.preprocess import for_inference
+from segflow.models.registry import count_parameters, create_model, load_weights
 from segflow.store import open_store, publish_version, sha256_file
 from segflow.store.versions import read_manifest
 

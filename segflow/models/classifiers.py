@@ -11,8 +11,10 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import resnet18, resnet34, vgg16
 
+from segflow.models.model_config import ModelConfig
 
-def build_resnet(depth: int, in_channels: int, num_classes: int, weights=None, small_input: bool = True) -> nn.Module:
+
+def _resnet(depth: int, in_channels: int, num_classes: int, weights=None, small_input: bool = True) -> nn.Module:
     model = (resnet18 if depth == 18 else resnet34)(weights=weights)
     if small_input:
         model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
@@ -23,7 +25,7 @@ def build_resnet(depth: int, in_channels: int, num_classes: int, weights=None, s
     return model
 
 
-def build_vgg16(in_channels: int, num_classes: int, weights=None, small_input: bool = True) -> nn.Module:
+def _vgg16(in_channels: int, num_classes: int, weights=None, small_input: bool = True) -> nn.Module:
     model = vgg16(weights=weights)
     if in_channels != 3:
         model.features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
@@ -36,7 +38,7 @@ def build_vgg16(in_channels: int, num_classes: int, weights=None, small_input: b
     return model
 
 
-def build_smallcnn(in_channels: int, num_classes: int, width: int = 32, dropout: float = 0.3) -> nn.Module:
+def _smallcnn(in_channels: int, num_classes: int, width: int = 32, dropout: float = 0.3) -> nn.Module:
     """conv-pool, conv-conv-pool, two dense layers: ~11M multiply-adds per 28x28 image."""
 
     def block(cin: int, cout: int) -> list[nn.Module]:
@@ -49,3 +51,27 @@ def build_smallcnn(in_channels: int, num_classes: int, width: int = 32, dropout:
         nn.Linear(2 * width * 49, 64), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(64, num_classes),
     )
+
+
+def _small(config: ModelConfig) -> bool:
+    return min(config.input_size) < 64
+
+
+def build_resnet18(config: ModelConfig, weights=None) -> nn.Module:
+    """The `resnet18` registry builder."""
+    return _resnet(18, config.in_channels, config.out_channels, weights, _small(config), **config.params)
+
+
+def build_resnet34(config: ModelConfig, weights=None) -> nn.Module:
+    """The `resnet34` registry builder."""
+    return _resnet(34, config.in_channels, config.out_channels, weights, _small(config), **config.params)
+
+
+def build_vgg16(config: ModelConfig, weights=None) -> nn.Module:
+    """The `vgg16` registry builder."""
+    return _vgg16(config.in_channels, config.out_channels, weights, _small(config), **config.params)
+
+
+def build_smallcnn(config: ModelConfig, weights=None) -> nn.Module:
+    """The `smallcnn` registry builder (no pretrained weights: `weights` is unused)."""
+    return _smallcnn(config.in_channels, config.out_channels, **config.params)

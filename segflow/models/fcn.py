@@ -12,6 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models import vgg16
 
+from segflow.models.model_config import ModelConfig
+
 # Indices into torchvision's vgg16().features after each max-pool.
 POOL3, POOL4, POOL5 = 17, 24, 31
 
@@ -48,3 +50,8 @@ class FCN8s(nn.Module):
 
 def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def build_fcn_vgg16(config: ModelConfig, weights=None) -> nn.Module:
+    """The `fcn_vgg16` registry builder: `weights` initialise the VGG16 backbone."""
+    return FCN8s(config.in_channels, config.out_channels, backbone_weights=weights, **config.params)

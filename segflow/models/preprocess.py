@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segflow.models import ModelConfig
+from segflow.models.model_config import ModelConfig
 
 
 def channel_stats(images: np.ndarray, max_images: int = 2048, seed: int = 0) -> tuple[list[float], list[float]]:

@@ -13,6 +13,8 @@ from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
 from torchvision.models.segmentation import deeplabv3_resnet50, lraspp_mobilenet_v3_large
 
+from segflow.models.model_config import ModelConfig
+
 
 class LogitsOnly(nn.Module):
     def __init__(self, model: nn.Module):
@@ -50,3 +52,13 @@ def build_lraspp(in_channels: int, num_classes: int, weights=None) -> nn.Module:
         first = model.backbone["0"][0]
         model.backbone["0"][0] = nn.Conv2d(in_channels, first.out_channels, first.kernel_size, first.stride, first.padding, bias=False)
     return LogitsOnly(model)
+
+
+def build_deeplabv3_resnet50(config: ModelConfig, weights=None) -> nn.Module:
+    """The `deeplabv3_resnet50` registry builder."""
+    return build_deeplabv3(config.in_channels, config.out_channels, weights, **config.params)
+
+
+def build_lraspp_mobilenet_v3_large(config: ModelConfig, weights=None) -> nn.Module:
+    """The `lraspp_mobilenet_v3_large` registry builder."""
+    return build_lraspp(config.in_channels, config.out_channels, weights, **config.params)

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from segflow.models.model_config import ModelConfig
+
 
 class _DoubleConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, dropout: float):
@@ -73,3 +75,8 @@ class UNet(nn.Module):
         for block in self.up:
             x = block(x, skips.pop())
         return self.head(x)
+
+
+def build_unet(config: ModelConfig, weights=None) -> nn.Module:
+    """The `unet` registry builder (no pretrained backbone: `weights` is unused)."""
+    return UNet(config.in_channels, config.out_channels, **config.params)

@@ -26,10 +26,10 @@ from ray.tune.search import BasicVariantGenerator
 
 from segflow.config.recipe import ChoiceParam, QUniformParam, SearchParam, SearchSection
 from segflow.errors import SearchError
+from segflow.evaluate import metrics as metric_fns
 from segflow.search.nni_tuners.values import plain
 from segflow.search.trial import TrialSpec, train_trial
-from segflow.train import metrics as metric_fns
-from segflow.train.signals import kept_signal_handlers
+from segflow.train import kept_signal_handlers
 
 # algo -> (searcher, default scheduler); `search.scheduler` may replace the scheduler.
 RAY_ALGOS = {

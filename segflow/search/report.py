@@ -17,9 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from segflow.config.recipe import ChoiceParam, Recipe  # noqa: E402
-from segflow.evaluate.figures import DPI  # noqa: E402
+from segflow.evaluate import DPI  # noqa: E402
+from segflow.evaluate import metrics as metric_fns  # noqa: E402
 from segflow.search.trial import recipe_key  # noqa: E402
-from segflow.train import metrics as metric_fns  # noqa: E402
 
 FIGURES = "search-figures"
 

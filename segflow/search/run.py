@@ -27,13 +27,13 @@ import ray.train
 
 from segflow.config.recipe import Recipe
 from segflow.errors import SearchError
+from segflow.evaluate import metrics as metric_fns
+from segflow.progress import SILENT, TERMINAL
 from segflow.search import report as search_report
 from segflow.search.trial import TrialSpec, read_trial, trial_recipe
 from segflow.store import join_uri, open_store
 from segflow.store.local import LocalStore
-from segflow.train import metrics as metric_fns
-from segflow.train.fit import FitResult, ensure_ray
-from segflow.train.run import TrainOutcome, make_job, publish, resolve_dataset
+from segflow.train import FitResult, TrainOutcome, ensure_ray, make_job, publish, resolve_dataset
 
 REPORT = "hyperparameter-optimization.md"
 
@@ -131,7 +131,7 @@ def search(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data
            show_progress: bool = True) -> SearchOutcome:
     started = time.monotonic()
     check_search(recipe)
-    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, show_progress)
+    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, TERMINAL if show_progress else SILENT)
     check_metric(recipe, make_job(recipe, dataset, out_uri).model.num_classes)
     s = recipe.search
     spec = TrialSpec(recipe=recipe.model_dump(mode="json"), dataset_uri=dataset.uri, dataset_version=dataset.version,

@@ -20,9 +20,8 @@ from pydantic import BaseModel, ConfigDict
 from segflow.config.loader import parse_recipe, with_overrides
 from segflow.config.recipe import Recipe
 from segflow.data import open_dataset
-from segflow.train.fit import EpochHook, FitResult, fit
-from segflow.train.loop import STOPPED_ON_REQUEST
-from segflow.train.run import make_job
+from segflow.progress import SILENT
+from segflow.train import EpochHook, FitResult, fit, make_job
 
 TRIAL_FILE = "trial.json"
 TRIAL_RUN = "train"  # Ray Train's run folder inside a trial's folder
@@ -70,9 +69,9 @@ def train_trial(spec: TrialSpec, params: dict, folder: Path, *, epochs: int | No
     dataset = open_dataset(spec.dataset_uri, spec.dataset_version)
     folder.mkdir(parents=True, exist_ok=True)
     job = make_job(recipe, dataset, str(folder))
-    result = fit(job, str(folder), name=TRIAL_RUN, fresh=True, show_progress=False, on_epoch=on_epoch,
+    result = fit(job, str(folder), name=TRIAL_RUN, fresh=True, progress=SILENT, on_epoch=on_epoch,
                  resume_from=resume_from, stop=stop)
-    if result.stopped == STOPPED_ON_REQUEST:
+    if result.stopped_on_request:
         return result
     (folder / TRIAL_FILE).write_text(json.dumps({
         "params": params, "metric": result.best_metrics[spec.metric], "history": result.history,

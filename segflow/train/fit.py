@@ -24,10 +24,11 @@ from ray.util.queue import Empty, Queue
 
 from segflow.errors import ModelError, TrainError
 from segflow.models import ModelConfig
+from segflow.progress import TERMINAL, Progress
 from segflow.store import open_store
 from segflow.store.s3 import S3Settings
 from segflow.train.job import TrainJob
-from segflow.train.loop import HISTORY_FILE, train_worker
+from segflow.train.loop import HISTORY_FILE, STOPPED_ON_REQUEST, train_worker
 from segflow.train.progress import ProgressBoard, follow
 from segflow.train.signals import kept_signal_handlers
 
@@ -43,7 +44,12 @@ class FitResult:
     best_checkpoint: ray.train.Checkpoint
     best_metrics: dict
     path: str
-    stopped: str
+    stopped: str  # why it ended before its last epoch ("" when it ran them all)
+
+    @property
+    def stopped_on_request(self) -> bool:
+        """The driver asked the run to end (a search scheduler stopped the trial): it has no result to keep."""
+        return self.stopped == STOPPED_ON_REQUEST
 
 
 def ensure_ray() -> None:
@@ -67,7 +73,7 @@ def ray_storage(uri: str) -> str:
 
 
 def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = False,
-        show_progress: bool = True, on_epoch: EpochHook | None = None,
+        progress: Progress = TERMINAL, on_epoch: EpochHook | None = None,
         resume_from: ray.train.Checkpoint | None = None, stop: threading.Event | None = None) -> FitResult:
     """Train `job` with checkpoints under STORAGE_URI/NAME; an earlier run there is resumed.
 
@@ -84,7 +90,7 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
     _check_resumable(storage_uri, name, job)
     relay = Queue(actor_options={"num_cpus": 0}) if on_epoch else None
     signal = StopSignal.remote() if stop is not None else None
-    board = ProgressBoard.remote() if show_progress and relay is None else None
+    board = ProgressBoard.remote() if progress.shown and relay is None else None
     metric, mode = job.monitored
     trainer = TorchTrainer(
         train_worker,
@@ -106,7 +112,7 @@ def fit(job: TrainJob, storage_uri: str, *, name: str = RAY_DIR, fresh: bool = F
             callbacks=[_EpochRelay(relay)] if relay is not None else [],  # an empty Queue is falsy
         ),
     )
-    result = _run(trainer, board, relay, on_epoch, _StopForwarder(stop, signal))
+    result = _run(trainer, board, progress, relay, on_epoch, _StopForwarder(stop, signal))
     if result.error is not None:
         raise TrainError(f"training failed after {training.max_failures} restart(s): {result.error}") from None
     if result.checkpoint is None:
@@ -163,7 +169,8 @@ class _StopForwarder:
             self.sent = True
 
 
-def _run(trainer: TorchTrainer, board, relay: Queue | None, on_epoch: EpochHook | None, stop: _StopForwarder):
+def _run(trainer: TorchTrainer, board, progress: Progress, relay: Queue | None, on_epoch: EpochHook | None,
+         stop: _StopForwarder):
     """trainer.fit() in a thread, while this thread draws the progress board or relays epochs."""
     if board is None and relay is None and stop.event is None:
         with kept_signal_handlers():  # Ray Train's Ctrl-C handler aborts this run, then goes
@@ -179,7 +186,7 @@ def _run(trainer: TorchTrainer, board, relay: Queue | None, on_epoch: EpochHook 
     thread = threading.Thread(target=target, name="segflow-fit", daemon=True)
     thread.start()
     if board is not None:
-        follow(board, thread)
+        follow(board, thread, progress.console)
     else:
         _relay_epochs(relay, thread, on_epoch, stop)
     thread.join()

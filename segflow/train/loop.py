@@ -28,9 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from segflow.data import open_dataset
+from segflow.evaluate import metrics as metric_fns
 from segflow.models import create_model, probabilities
 from segflow.models.preprocess import normalize
-from segflow.train import metrics as metric_fns
 from segflow.train.data import ArrayDataset, classification_augment, segmentation_augment
 from segflow.train.job import TrainJob
 from segflow.train.objective import build_objective
@@ -195,7 +195,7 @@ def validate(run: _Run) -> dict:
     for images, targets in run.val_loader:
         images, targets = _to_device(run, images, targets)
         with _autocast(run):
-            loss, logits = run.objective.loss(images, targets, training=False)
+            loss, logits = run.objective.label_loss(images, targets)
         total += torch.stack([loss.float() * len(images), torch.tensor(float(len(images)), device=run.device)])
         metric_fns.update(collection, probabilities(logits.float(), run.job.model.binary), targets)
     return {"val_loss": _global_mean(run, total), **metric_fns.summarise(collection, task)}

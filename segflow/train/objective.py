@@ -19,7 +19,12 @@ class Supervised:
     def __init__(self, model: nn.Module, criterion: nn.Module):
         self.model, self.criterion = model, criterion
 
-    def loss(self, images: torch.Tensor, targets: torch.Tensor, training: bool = True):
+    def loss(self, images: torch.Tensor, targets: torch.Tensor):
+        """(what training minimises, the model's logits)."""
+        return self.label_loss(images, targets)
+
+    def label_loss(self, images: torch.Tensor, targets: torch.Tensor):
+        """(the plain label loss, the model's logits): what validation reports for every objective."""
         logits = self.model(images)
         return self.criterion(logits, targets), logits
 
@@ -30,10 +35,8 @@ class Distillation(Supervised):
         super().__init__(model, criterion)
         self.teacher, self.temperature, self.alpha, self.ignore_index = teacher.eval(), temperature, alpha, ignore_index
 
-    def loss(self, images: torch.Tensor, targets: torch.Tensor, training: bool = True):
-        hard, logits = super().loss(images, targets)
-        if not training:
-            return hard, logits
+    def loss(self, images: torch.Tensor, targets: torch.Tensor):
+        hard, logits = self.label_loss(images, targets)
         with torch.no_grad():
             teacher_logits = self.teacher(images)
         return self.alpha * self._soft(logits, teacher_logits, targets) + (1 - self.alpha) * hard, logits

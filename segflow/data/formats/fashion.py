@@ -25,8 +25,6 @@ IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
 class FashionReader(Reader):
-    task = "classification"
-
     def __init__(self, config, root: Path | None):
         super().__init__(config, root)
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -22,6 +22,8 @@ BASE_COLOURS = np.array(
 
 
 class SyntheticReader(Reader):
+    needs_root = False
+
     def classes(self) -> list[ClassSpec]:
         names = ["background"] + [f"{SHAPES[(i - 1) % len(SHAPES)]}_{i}" for i in range(1, self.config.num_classes)]
         return [ClassSpec(name=n, colour=_palette(i)) for i, n in enumerate(names)]

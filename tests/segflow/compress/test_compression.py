@@ -12,17 +12,18 @@ from torch import nn
 from typer.testing import CliRunner
 
 from segflow.cli.main import app
-from segflow.compress.compression import compress, parse_method
+from segflow.compress.compress_command import compress, parse_method
 from segflow.compress.prune import prune
 from segflow.compress.quantize import int8_config, quantize
 from segflow.config import load_recipe
 from segflow.config.recipe import ClassSpec
 from segflow.data import open_dataset, prep
 from segflow.errors import ConfigError, ModelError
-from segflow.evaluate.predict import evaluate_arrays
+from segflow.evaluate import evaluate_arrays
 from segflow.models import ModelConfig, count_parameters, create_model
 from segflow.models.artifact import load_model, save_model
-from segflow.train.run import model_config_for
+from segflow.progress import SILENT
+from segflow.train import model_config_for
 
 pytestmark = pytest.mark.slow
 TINY = ["data.num_images=24", "data.image_size=[32,32]", "training.epochs=1", "training.batch_size=8",
@@ -43,7 +44,7 @@ def original(tmp_path_factory):
     """A tiny U-Net artifact whose card names its dataset and recipe."""
     root = tmp_path_factory.mktemp("original")
     recipe = load_recipe("quickstart", TINY)
-    dataset = open_dataset(prep(recipe, None, str(root / "data"), show_progress=False).uri)
+    dataset = open_dataset(prep(recipe, None, str(root / "data"), progress=SILENT).uri)
     config = model_config_for(recipe, dataset)
     torch.manual_seed(0)
     card = {"recipe": recipe.model_dump(mode="json"), "dataset": {"uri": dataset.uri, "version": dataset.version}}
@@ -55,7 +56,7 @@ def original(tmp_path_factory):
 def pruned_int8(original, tmp_path_factory):
     """`compress --method prune:0.5+int8 --epochs 0` of the original: (outcome, its OUT folder)."""
     out = tmp_path_factory.mktemp("pruned-int8")
-    return compress(original[0], "prune:0.5+int8", str(out), epochs=0, show_progress=False), out
+    return compress(original[0], "prune:0.5+int8", str(out), epochs=0, progress=SILENT), out
 
 
 def test_prune_then_int8_writes_an_artifact_that_loads_back_and_scores_the_same(original, pruned_int8):
@@ -137,4 +138,4 @@ def test_an_int8_classifier_saves_and_loads_back(tmp_path):
 
 def test_an_int8_model_is_not_compressed_again(pruned_int8, tmp_path):
     with pytest.raises(ModelError, match="int8 model already"):
-        compress(pruned_int8[0].model_uri, "int8", str(tmp_path), show_progress=False)
+        compress(pruned_int8[0].model_uri, "int8", str(tmp_path), progress=SILENT)

@@ -6,10 +6,10 @@ import io
 import pytest
 import torch
 
-from segflow.compress.darts_cells import OPS, SPACES, SpaceSize, space_for
 from segflow.config.recipe import ClassSpec
 from segflow.errors import ConfigError, ModelError
 from segflow.models import ModelConfig, create_model
+from segflow.models.darts import OPS, SPACES, SpaceSize, space_for
 
 SIZE = SpaceSize(cells=3, width=8, nodes=3)
 

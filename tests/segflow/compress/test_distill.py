@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from segflow.compress.distill import distill, parse_student
+from segflow.compress.distill_command import distill, parse_student
 from segflow.config import load_recipe
 from segflow.data import prep
 from segflow.errors import ConfigError, ModelError
-from segflow.train.run import train
+from segflow.progress import SILENT
+from segflow.train import train
 
 pytestmark = pytest.mark.slow
 TINY = ["data.num_images=40", "data.image_size=[32,32]", "training.epochs=1", "training.batch_size=8",
@@ -18,15 +19,15 @@ TINY = ["data.num_images=40", "data.image_size=[32,32]", "training.epochs=1", "t
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     root = tmp_path_factory.mktemp("teacher")
-    dataset = prep(load_recipe("quickstart", TINY), None, str(root / "data"), show_progress=False).uri
-    outcome = train(load_recipe("quickstart", TINY), str(root / "run"), dataset_uri=dataset, show_progress=False)
+    dataset = prep(load_recipe("quickstart", TINY), None, str(root / "data"), progress=SILENT).uri
+    outcome = train(load_recipe("quickstart", TINY), str(root / "run"), dataset_uri=dataset, progress=SILENT)
     return outcome.model_uri, dataset
 
 
 def test_student_trains_against_the_teacher_and_the_report_compares_them(teacher, tmp_path):
     teacher_uri, dataset = teacher
     result = distill(load_recipe("quickstart", TINY), teacher_uri, "unet:depth=1,width=4", str(tmp_path),
-                     dataset_uri=dataset, show_progress=False)
+                     dataset_uri=dataset, progress=SILENT)
     student, teacher_row = result.figures[1], result.figures[0]
     assert student.parameters * 4 < teacher_row.parameters and student.gflops < teacher_row.gflops
     report = (tmp_path / "knowledge-distillation.md").read_text()
@@ -39,16 +40,16 @@ def test_a_teacher_for_other_classes_is_refused(teacher, tmp_path):
     teacher_uri, _ = teacher
     with pytest.raises(ModelError, match="teacher .* does not fit this dataset.*classes"):
         distill(load_recipe("quickstart", [*TINY, "data.num_classes=3"]), teacher_uri, "unet:depth=1,width=4",
-                str(tmp_path), show_progress=False)
+                str(tmp_path), progress=SILENT)
 
 
 def test_a_student_that_does_not_build_is_refused(teacher, tmp_path):
     teacher_uri, dataset = teacher
     with pytest.raises(ModelError, match="cannot build 'unet'"):
         distill(load_recipe("quickstart", TINY), teacher_uri, "unet:depth=9", str(tmp_path), dataset_uri=dataset,
-                show_progress=False)
+                progress=SILENT)
     with pytest.raises(ConfigError, match="is not key=value"):
         parse_student("unet:depth")
     with pytest.raises(ConfigError, match="model.name"):
         distill(load_recipe("quickstart", TINY), teacher_uri, "unet2", str(tmp_path), dataset_uri=dataset,
-                show_progress=False)
+                progress=SILENT)

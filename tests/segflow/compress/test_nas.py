@@ -17,15 +17,16 @@ pytest.importorskip("pytorch_lightning", reason="NNI's nas API needs pytorch-lig
                     "pip install --no-deps pytorch-lightning==2.6.6")
 
 from segflow.cli.main import app  # noqa: E402
-from segflow.compress.darts_cells import SPACES, SpaceSize
-from segflow.compress.nas import model_params, nas, parse_space
+from segflow.compress.nas_command import model_params, nas, parse_space
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.data.formats.fashion import FILES
 from segflow.errors import ConfigError, ModelError
 from segflow.models import create_model
 from segflow.models.artifact import load_model, save_model
-from segflow.train.run import model_config_for
+from segflow.models.darts import SPACES, SpaceSize
+from segflow.progress import SILENT
+from segflow.train import model_config_for
 
 pytestmark = pytest.mark.slow
 RUN = ["training.epochs=1", "training.batch_size=8", "training.num_workers=1", "training.cpus_per_worker=1"]
@@ -38,7 +39,7 @@ def segmentation(tmp_path_factory):
     """`segflow nas quickstart`: tiny space, 1 search epoch, 1 retraining epoch, an untrained U-Net as baseline."""
     root = tmp_path_factory.mktemp("nas-seg")
     recipe = load_recipe("quickstart", TINY)
-    dataset = open_dataset(prep(recipe, None, str(root / "data"), show_progress=False).uri)
+    dataset = open_dataset(prep(recipe, None, str(root / "data"), progress=SILENT).uri)
     baseline = str(root / "baseline")
     config = model_config_for(recipe, dataset).model_copy(update={"params": {"depth": 2, "width": 8}})
     save_model(baseline, create_model(config), config, {}, [])
@@ -60,7 +61,7 @@ def classification(tmp_path_factory):
         _write_idx(root / labels, np.arange(n) % 10, 2049)
     recipe = load_recipe("fashion", [f"data.path={root}", *RUN])
     return nas(recipe, str(root / "run"), search_epochs=1, space_settings={"cells": 2, "width": 8, "nodes": 2},
-               show_progress=False)
+               progress=SILENT)
 
 
 def _write_idx(path, array, magic):
@@ -127,11 +128,11 @@ def test_an_exported_architecture_from_another_space_is_refused(segmentation, cl
 def test_a_space_with_no_candidate_ops_is_refused_before_anything_runs(tmp_path):
     recipe = load_recipe("quickstart", TINY)
     with pytest.raises(ConfigError, match=r"no candidate ops \(ops=\[\]\); give at least one of: sep_conv_3x3"):
-        nas(recipe, str(tmp_path), space_settings={"ops": []}, show_progress=False)
+        nas(recipe, str(tmp_path), space_settings={"ops": []}, progress=SILENT)
     with pytest.raises(ConfigError, match="has nothing to choose"):
-        nas(recipe, str(tmp_path), space_settings={"ops": ["skip_connect"], "nodes": 1}, show_progress=False)
+        nas(recipe, str(tmp_path), space_settings={"ops": ["skip_connect"], "nodes": 1}, progress=SILENT)
     with pytest.raises(ConfigError, match="unknown search-space setting.*'depth'.*known: cells, width, nodes, ops"):
-        nas(recipe, str(tmp_path), space_settings={"depth": 2}, show_progress=False)
+        nas(recipe, str(tmp_path), space_settings={"depth": 2}, progress=SILENT)
     with pytest.raises(ConfigError, match="--space 'cells' is not key=value"):
         parse_space(["cells"])
     assert not any(tmp_path.iterdir())

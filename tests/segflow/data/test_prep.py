@@ -9,6 +9,7 @@ from PIL import Image
 from segflow.config import load_recipe, parse_recipe
 from segflow.data import open_dataset, prep
 from segflow.errors import DataError
+from segflow.progress import SILENT
 from segflow.store import list_versions, open_store
 
 
@@ -17,7 +18,7 @@ def quick(**overrides):
 
 
 def test_synthetic_prep_writes_a_complete_version(tmp_path):
-    result = prep(quick(**{"data.num_images": 20}), None, str(tmp_path / "ds"), show_progress=False)
+    result = prep(quick(**{"data.num_images": 20}), None, str(tmp_path / "ds"), progress=SILENT)
     manifest = result.manifest
     assert not result.reused and result.version == manifest.dataset_hash[:16]
     assert manifest.splits["train"].samples == 15 and manifest.splits["val"].samples == 5
@@ -32,18 +33,18 @@ def test_synthetic_prep_writes_a_complete_version(tmp_path):
 
 
 def test_same_inputs_same_hash_and_reuse(tmp_path):
-    first = prep(quick(), None, str(tmp_path / "a"), show_progress=False)
-    again = prep(quick(), None, str(tmp_path / "a"), show_progress=False)
-    elsewhere = prep(quick(), None, str(tmp_path / "b"), show_progress=False, force=True)
+    first = prep(quick(), None, str(tmp_path / "a"), progress=SILENT)
+    again = prep(quick(), None, str(tmp_path / "a"), progress=SILENT)
+    elsewhere = prep(quick(), None, str(tmp_path / "b"), progress=SILENT, force=True)
     assert again.reused and again.version == first.version
     assert elsewhere.manifest.dataset_hash == first.manifest.dataset_hash
-    other = prep(quick(**{"data.seed": 5}), None, str(tmp_path / "a"), show_progress=False)
+    other = prep(quick(**{"data.seed": 5}), None, str(tmp_path / "a"), progress=SILENT)
     assert other.version != first.version
     assert [v.is_latest for v in list_versions(open_store(tmp_path / "a"))] == [False, True]
 
 
 def test_corrupt_shard_is_detected_on_load(tmp_path):
-    result = prep(quick(), None, str(tmp_path), show_progress=False)
+    result = prep(quick(), None, str(tmp_path), progress=SILENT)
     shard = tmp_path / result.version / result.manifest.shards["train"][0].images
     data = bytearray(shard.read_bytes())
     data[-1] ^= 0xFF
@@ -73,7 +74,7 @@ def aerial_recipe(**data):
 def test_patches_of_one_image_stay_on_one_side(tmp_path):
     aerial_fixture(tmp_path / "raw", n_images=5)
     result = prep(aerial_recipe(split={"val_fraction": 0.4, "by": "group"}), tmp_path / "raw",
-                  str(tmp_path / "out"), show_progress=False)
+                  str(tmp_path / "out"), progress=SILENT)
     splits = result.manifest.splits
     # 300x260 -> 2x2 patches of 128; 5 images -> 3 train, 2 val
     assert (splits["train"].sources, splits["train"].samples) == (3, 12)
@@ -88,7 +89,7 @@ def test_bad_items_are_all_reported_and_nothing_is_published(tmp_path):
     Image.new("RGB", (300, 260), (1, 2, 3)).save(folder / "masks" / "image_part_004.png")
     out = tmp_path / "out"
     with pytest.raises(DataError) as err:
-        prep(aerial_recipe(), tmp_path / "raw", str(out), show_progress=False)
+        prep(aerial_recipe(), tmp_path / "raw", str(out), progress=SILENT)
     message = str(err.value)
     assert "2 item(s) could not be prepared; nothing was written" in message
     assert "image_part_002.png is 10x10" in message and "#010203" in message
@@ -98,8 +99,8 @@ def test_bad_items_are_all_reported_and_nothing_is_published(tmp_path):
 def test_prep_into_s3_and_open_from_s3(bucket, tmp_path, monkeypatch):
     monkeypatch.setenv("SEGFLOW_CACHE", str(tmp_path / "cache"))
     uri = f"s3://{bucket}/datasets/quick"
-    result = prep(quick(**{"data.num_images": 12}), None, uri, show_progress=False)
-    assert prep(quick(**{"data.num_images": 12}), None, uri, show_progress=False).reused
+    result = prep(quick(**{"data.num_images": 12}), None, uri, progress=SILENT)
+    assert prep(quick(**{"data.num_images": 12}), None, uri, progress=SILENT).reused
     dataset = open_dataset(uri)
     assert dataset.verified and dataset.version == result.version
     images, _ = dataset.arrays("val")
@@ -109,7 +110,7 @@ def test_prep_into_s3_and_open_from_s3(bucket, tmp_path, monkeypatch):
 @pytest.mark.realdata
 def test_real_aerial_prep(real_dataset, tmp_path):
     recipe = load_recipe("aerial")
-    result = prep(recipe, real_dataset("dubai_aerial"), str(tmp_path), show_progress=False)
+    result = prep(recipe, real_dataset("dubai_aerial"), str(tmp_path), progress=SILENT)
     manifest = result.manifest
     assert manifest.splits["train"].sources + manifest.splits["val"].sources == 72
     assert manifest.ignored_colours.pixels["#000000"] > 545_000
@@ -118,7 +119,7 @@ def test_real_aerial_prep(real_dataset, tmp_path):
 
 @pytest.mark.realdata
 def test_real_fashion_prep(real_dataset, tmp_path):
-    result = prep(load_recipe("fashion"), real_dataset("fashion_mnist"), str(tmp_path), show_progress=False)
+    result = prep(load_recipe("fashion"), real_dataset("fashion_mnist"), str(tmp_path), progress=SILENT)
     splits = result.manifest.splits
     assert splits["train"].samples + splits["val"].samples == 60_000
     assert splits["test"].samples == 10_000

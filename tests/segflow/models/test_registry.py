@@ -6,9 +6,9 @@ import typing
 import pytest
 import torch
 
-from segflow.config.recipe import ClassSpec, ModelName
+from segflow.config.recipe import MODELS, ClassSpec, ModelName
 from segflow.errors import ModelError
-from segflow.models import MODELS, ModelConfig, create_model, probabilities
+from segflow.models import ModelConfig, create_model, probabilities
 from segflow.models.artifact import load_model, save_model
 
 

@@ -21,6 +21,7 @@ from segflow.config import load_recipe
 from segflow.config.loader import with_overrides
 from segflow.data import prep
 from segflow.errors import ConfigError, SearchError
+from segflow.progress import SILENT
 from segflow.search.run import check_fits, check_metric, check_search, search
 from support.signals import assert_ctrl_c_raises_keyboard_interrupt
 
@@ -36,7 +37,7 @@ def tiny(*overrides: str):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> str:
-    return prep(tiny(), None, str(tmp_path_factory.mktemp("tune-data")), show_progress=False).uri
+    return prep(tiny(), None, str(tmp_path_factory.mktemp("tune-data")), progress=SILENT).uri
 
 
 def assert_search_outcome(result, out: Path, trials: int) -> None:

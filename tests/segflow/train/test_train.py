@@ -20,8 +20,8 @@ from PIL import Image
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep
 from segflow.errors import ConfigError, ModelError, TrainError
-from segflow.train.fit import fit
-from segflow.train.run import make_job, train
+from segflow.progress import SILENT
+from segflow.train import fit, make_job, train
 from support.signals import assert_ctrl_c_raises_keyboard_interrupt
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def tiny(*extra):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "quick"
-    return prep(tiny(), None, str(out), show_progress=False).uri
+    return prep(tiny(), None, str(out), progress=SILENT).uri
 
 
 def train_worker_pids() -> set[int]:
@@ -71,7 +71,7 @@ def checkpoints(run: Path) -> list[Path]:
 
 
 def test_two_worker_ddp_run_writes_model_metrics_figures_and_report(dataset, tmp_path):
-    outcome = train(tiny(), str(tmp_path / "run"), dataset_uri=dataset, show_progress=False)
+    outcome = train(tiny(), str(tmp_path / "run"), dataset_uri=dataset, progress=SILENT)
     assert_ctrl_c_raises_keyboard_interrupt()  # Ray Train's handler (fit ran on this thread) is gone
     run = tmp_path / "run"
     assert [r["epoch"] for r in outcome.fit.history] == [1, 2]
@@ -109,7 +109,7 @@ def test_a_killed_worker_does_not_lose_the_run(dataset, tmp_path):
 
     killer = threading.Thread(target=kill_a_worker_after_first_checkpoint)
     killer.start()
-    outcome = train(recipe, str(run), dataset_uri=dataset, show_progress=False)
+    outcome = train(recipe, str(run), dataset_uri=dataset, progress=SILENT)
     killer.join()
     assert killed, "no Ray Train worker process was found to kill"
     assert [r["epoch"] for r in outcome.fit.history] == [1, 2, 3, 4]
@@ -131,7 +131,7 @@ def test_stopped_run_resumes_at_the_next_epoch(dataset, tmp_path):
     first = json.loads((run / "ray" / registered_checkpoints(run)[-1] / "history.json").read_text())
     assert len(first) < 8, "the run finished before it could be stopped"
     outcome = train(tiny("training.epochs=8", "training.num_workers=1", "training.cpus_per_worker=1"),
-                    str(run), dataset_uri=dataset, show_progress=False)
+                    str(run), dataset_uri=dataset, progress=SILENT)
     history = outcome.fit.history
     assert [r["epoch"] for r in history] == list(range(1, 9))
     assert history[: len(first)] == first  # the epochs before the stop were not trained again
@@ -142,9 +142,9 @@ def test_a_run_started_from_another_runs_checkpoint_trains_only_the_epochs_after
     """What a search does when its scheduler resumes a paused trial (HyperBand, BOHB) or PBT clones one."""
     data = open_dataset(dataset)
     first = fit(make_job(tiny("training.epochs=1"), data, str(tmp_path)), str(tmp_path), name="first",
-                show_progress=False)
+                progress=SILENT)
     second = fit(make_job(tiny("training.epochs=2"), data, str(tmp_path)), str(tmp_path), name="second",
-                 show_progress=False, resume_from=first.best_checkpoint)
+                 progress=SILENT, resume_from=first.best_checkpoint)
     assert [r["epoch"] for r in second.history] == [1, 2]
     assert second.history[0] == first.history[0]  # carried over, not trained again
     assert second.history[1]["resumed"]
@@ -152,11 +152,11 @@ def test_a_run_started_from_another_runs_checkpoint_trains_only_the_epochs_after
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(dataset, tmp_path):
     run = tmp_path / "run"
-    train(tiny("training.epochs=1"), str(run), dataset_uri=dataset, show_progress=False)
+    train(tiny("training.epochs=1"), str(run), dataset_uri=dataset, progress=SILENT)
     good = checkpoints(run)
     broken = tiny("training.epochs=2", "training.class_weights=[.nan, 1, 1, 1]")
     with pytest.raises(TrainError, match=r"NaN/inf in epoch 2.*last good checkpoint \(epoch 1\)"):
-        train(broken, str(run), dataset_uri=dataset, show_progress=False)
+        train(broken, str(run), dataset_uri=dataset, progress=SILENT)
     assert checkpoints(run) == good
     state = torch.load(good[-1], weights_only=True)
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
@@ -164,26 +164,26 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(da
 
 def test_checkpoints_of_another_model_are_refused(dataset, tmp_path):
     run = tmp_path / "run"
-    train(tiny("training.epochs=1"), str(run), dataset_uri=dataset, show_progress=False)
+    train(tiny("training.epochs=1"), str(run), dataset_uri=dataset, progress=SILENT)
     with pytest.raises(ModelError, match="holds checkpoints of another model.*params.*--fresh"):
-        train(tiny("model.params={depth: 2, width: 4}"), str(run), dataset_uri=dataset, show_progress=False)
+        train(tiny("model.params={depth: 2, width: 4}"), str(run), dataset_uri=dataset, progress=SILENT)
 
 
 def test_input_channels_must_match_the_data(dataset, tmp_path):
     with pytest.raises(ConfigError, match="model.in_channels is 1 but the dataset's images have 3"):
-        train(tiny("model.in_channels=1"), str(tmp_path), dataset_uri=dataset, show_progress=False)
+        train(tiny("model.in_channels=1"), str(tmp_path), dataset_uri=dataset, progress=SILENT)
 
 
 def test_a_monitor_training_does_not_report_is_refused_before_ray_starts(dataset, tmp_path):
     with pytest.raises(ConfigError, match="training.monitor 'val_top5' is not a metric training reports; use one "
                                           "of: train_loss, val_loss, val_accuracy, val_miou"):
-        train(tiny("training.monitor=val_top5"), str(tmp_path), dataset_uri=dataset, show_progress=False)
+        train(tiny("training.monitor=val_top5"), str(tmp_path), dataset_uri=dataset, progress=SILENT)
     assert not (tmp_path / "ray").exists()
 
 
 def test_profile_writes_a_trace_and_top_operators(tmp_path):
     recipe = tiny("data.num_images=80", "training.epochs=1", "training.num_workers=1", "training.cpus_per_worker=1")
-    train(recipe, str(tmp_path / "run"), profile_steps=3, show_progress=False)
+    train(recipe, str(tmp_path / "run"), profile_steps=3, progress=SILENT)
     profile = tmp_path / "run" / "profile"
     assert (profile / "trace.json").stat().st_size > 1000
     assert "convolution" in (profile / "top_operators.md").read_text()

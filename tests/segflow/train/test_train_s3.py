@@ -16,6 +16,7 @@ import pytest
 
 from segflow.config import load_recipe
 from segflow.data import prep
+from segflow.progress import SILENT
 from segflow.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def test_checkpoints_and_model_go_to_s3_and_a_second_run_resumes_from_them(minio
                                                                            monkeypatch):
     monkeypatch.setenv("SEGFLOW_CACHE", str(tmp_path / "cache"))
     dataset = f"s3://{bucket}/datasets/quick"
-    prep(load_recipe("quickstart", TINY), None, dataset, show_progress=False)
+    prep(load_recipe("quickstart", TINY), None, dataset, progress=SILENT)
     out = f"s3://{bucket}/runs/quick"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     segflow_train(out, dataset, 1, env)

@@ -1,7 +1,7 @@
 """`segflow distill`: train a small student against a trained teacher (Hinton et al., 2015).
 
 The student runs the normal Ray Train loop (checkpoints, figures, report) with the
-Distillation objective from segflow.train.objective; its model card names the teacher. The
+Distillation objective of segflow's training loop; its model card names the teacher. The
 student reuses the teacher's input normalisation so both networks see identical tensors.
 """
 
@@ -17,11 +17,11 @@ from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.errors import ConfigError, ModelError
 from segflow.evaluate import check_compatible, evaluate_split
+from segflow.evaluate.metrics import QUALITY
 from segflow.models.artifact import load_model
+from segflow.progress import TERMINAL, Progress
 from segflow.store import join_uri, open_store
-from segflow.train.job import DistillSpec
-from segflow.train.metrics import QUALITY
-from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
+from segflow.train import DistillSpec, TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "knowledge-distillation.md"
 
@@ -49,9 +49,9 @@ def parse_student(spec: str) -> dict:
 
 def distill(recipe: Recipe, teacher_uri: str, student_spec: str, out_uri: str, *, dataset_uri: str | None = None,
             data_path: Path | None = None, temperature: float = 4.0, alpha: float = 0.5,
-            show_progress: bool = True) -> DistillOutcome:
+            progress: Progress = TERMINAL) -> DistillOutcome:
     teacher, teacher_config, teacher_card = load_model(teacher_uri)
-    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, show_progress)
+    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, progress)
     try:
         check_compatible(teacher_config, dataset)
     except ModelError as exc:
@@ -59,7 +59,7 @@ def distill(recipe: Recipe, teacher_uri: str, student_spec: str, out_uri: str, *
     student_recipe = with_overrides(recipe, parse_student(student_spec))
     student_config = model_config_for(student_recipe, dataset).model_copy(
         update={"mean": teacher_config.mean, "std": teacher_config.std})
-    outcome = train(student_recipe, out_uri, dataset_uri=dataset.uri, show_progress=show_progress,
+    outcome = train(student_recipe, out_uri, dataset_uri=dataset.uri, progress=progress,
                     distill=DistillSpec(teacher_uri=teacher_uri, temperature=temperature, alpha=alpha),
                     model=student_config,
                     card_extra={"teacher": f"{teacher_uri} (version {teacher_card.get('version', '')})"})

@@ -7,15 +7,11 @@ names their builder and keeps the float model's config under `params.base`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from segflow.errors import ModelError
-
-if TYPE_CHECKING:
-    from segflow.models import ModelConfig
+from segflow.models.model_config import ModelConfig
 
 
 def check_traceable(model: nn.Module, config: ModelConfig, purpose: str) -> torch.fx.GraphModule:

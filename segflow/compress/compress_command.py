@@ -34,14 +34,14 @@ from segflow.config import parse_recipe, with_overrides
 from segflow.config.recipe import Recipe
 from segflow.data import PreparedDataset, open_dataset
 from segflow.errors import ConfigError, ModelError
-from segflow.evaluate import check_compatible, write_evaluation
-from segflow.evaluate.predict import Evaluation, evaluate_arrays
+from segflow.evaluate import Evaluation, check_compatible, evaluate_arrays, write_evaluation
+from segflow.evaluate.metrics import QUALITY, scalars
 from segflow.models import ModelConfig
 from segflow.models.artifact import load_history, load_model, save_model
 from segflow.models.preprocess import normalize
+from segflow.progress import TERMINAL, Progress
 from segflow.store import join_uri, open_store
-from segflow.train.metrics import QUALITY, scalars
-from segflow.train.run import train
+from segflow.train import train
 
 REPORT = "compression.md"
 METHODS = ("prune", "int8")
@@ -88,7 +88,7 @@ def parse_method(spec: str) -> list[Step]:
 
 
 def compress(model_uri: str, method: str, out_uri: str, *, dataset_uri: str | None = None, epochs: int | None = None,
-             overrides: list[str] | None = None, show_progress: bool = True) -> CompressOutcome:
+             overrides: list[str] | None = None, progress: Progress = TERMINAL) -> CompressOutcome:
     """Compress the model at `model_uri` step by step; every step is evaluated on the same split and timed."""
     steps = parse_method(method)
     method = "+".join(map(str, steps))  # written out: "prune" -> "prune:0.5"
@@ -110,7 +110,7 @@ def compress(model_uri: str, method: str, out_uri: str, *, dataset_uri: str | No
                 history = []  # the original's curves are another network's
             else:
                 recipe = _recipe(card, model_uri, overrides or [])
-                model, config, history = _finetune(model, config, recipe, dataset, out_uri, epochs, show_progress)
+                model, config, history = _finetune(model, config, recipe, dataset, out_uri, epochs, progress)
         else:
             model, config = quantize(model, config, _calibration(dataset, config)), int8_config(config)
         evaluation = _evaluate(model, config, dataset, split)
@@ -171,7 +171,7 @@ def _recipe(card: dict, model_uri: str, overrides: list[str]) -> Recipe:
 
 
 def _finetune(model: nn.Module, config: ModelConfig, recipe: Recipe, dataset: PreparedDataset, out_uri: str,
-              epochs: int | None, show_progress: bool) -> tuple[nn.Module, ModelConfig, list[dict]]:
+              epochs: int | None, progress: Progress) -> tuple[nn.Module, ModelConfig, list[dict]]:
     """Train the pruned network on, from its kept weights, with the normal loop (OUT/finetune)."""
     store = open_store(out_uri)
     with tempfile.TemporaryDirectory(prefix="segflow-pruned-") as tmp:
@@ -182,7 +182,7 @@ def _finetune(model: nn.Module, config: ModelConfig, recipe: Recipe, dataset: Pr
         weights = str(Path(weights).resolve())
     settings = {"model.weights": weights} | ({"training.epochs": epochs} if epochs else {})
     outcome = train(with_overrides(recipe, settings), join_uri(out_uri, "finetune"), dataset_uri=dataset.uri,
-                    model=config, show_progress=show_progress)
+                    model=config, progress=progress)
     tuned, tuned_config, _ = load_model(outcome.model_uri)
     return tuned, tuned_config, load_history(outcome.model_uri)
 

@@ -21,7 +21,16 @@ import yaml
 from torch import nn
 
 from segflow.compress.compare import ModelFigures, measure, table
-from segflow.compress.darts_cells import (
+from segflow.compress.darts_search import SearchResult, search
+from segflow.config import with_overrides
+from segflow.config.recipe import Recipe
+from segflow.data import PreparedDataset
+from segflow.errors import ConfigError, ModelError
+from segflow.evaluate import check_compatible, evaluate_split
+from segflow.evaluate.metrics import QUALITY
+from segflow.models import ModelConfig
+from segflow.models.artifact import load_model
+from segflow.models.darts import (
     SPACE_VERSION,
     SPACES,
     SpaceSize,
@@ -30,17 +39,9 @@ from segflow.compress.darts_cells import (
     node_label,
     space_for,
 )
-from segflow.compress.darts_search import SearchResult, search
-from segflow.config import with_overrides
-from segflow.config.recipe import Recipe
-from segflow.data import PreparedDataset
-from segflow.errors import ConfigError, ModelError
-from segflow.evaluate import check_compatible, evaluate_split
-from segflow.models import ModelConfig
-from segflow.models.artifact import load_model
+from segflow.progress import TERMINAL, Progress
 from segflow.store import join_uri, open_store
-from segflow.train.metrics import QUALITY
-from segflow.train.run import TrainOutcome, model_config_for, resolve_dataset, train
+from segflow.train import TrainOutcome, model_config_for, resolve_dataset, train
 
 REPORT = "neural-arch-search.md"
 ARCHITECTURE = "architecture.json"
@@ -75,18 +76,18 @@ def model_params(document: dict[str, Any]) -> dict[str, Any]:
 
 def nas(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_path: Path | None = None,
         search_epochs: int | None = None, space_settings: dict[str, Any] | None = None,
-        baseline_uri: str | None = None, show_progress: bool = True) -> NasOutcome:
+        baseline_uri: str | None = None, progress: Progress = TERMINAL) -> NasOutcome:
     """Search (DARTS), export the architecture, retrain it from scratch, evaluate, report."""
     size = space_size(recipe, space_settings)
     space = space_for(recipe.task, size)
-    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, show_progress)
+    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, progress)
     baseline = _load_baseline(baseline_uri, dataset) if baseline_uri else None  # refused before the long search
     epochs = search_epochs or recipe.search.max_epochs
-    found = search(recipe, dataset, model_config_for(recipe, dataset), space, size, epochs, show_progress)
+    found = search(recipe, dataset, model_config_for(recipe, dataset), space, size, epochs, progress)
     document = _document(recipe, space, size, found, epochs, dataset)
     store = open_store(out_uri)
     store.put_text(ARCHITECTURE, json.dumps(document, indent=2))
-    retrained = _retrain(recipe, document, out_uri, dataset.uri, show_progress)
+    retrained = _retrain(recipe, document, out_uri, dataset.uri, progress)
     split = retrained.evaluation.evaluation.split
     quality = QUALITY[recipe.task]
     figures = [_searched(retrained, quality, f"darts ({space}, {size.describe()})")]
@@ -119,11 +120,11 @@ def _load_baseline(uri: str, dataset: PreparedDataset) -> tuple[nn.Module, Model
     return model, config
 
 
-def _retrain(recipe: Recipe, document: dict, out_uri: str, dataset_uri: str, show_progress: bool) -> TrainOutcome:
+def _retrain(recipe: Recipe, document: dict, out_uri: str, dataset_uri: str, progress: Progress) -> TrainOutcome:
     """The normal training loop on the rebuilt architecture, from scratch (fresh: OUT may hold an older search)."""
     darts_recipe = with_overrides(recipe, {"model.name": "darts", "model.params": model_params(document),
                                            "model.weights": None})
-    return train(darts_recipe, out_uri, dataset_uri=dataset_uri, fresh=True, show_progress=show_progress,
+    return train(darts_recipe, out_uri, dataset_uri=dataset_uri, fresh=True, progress=progress,
                  card_extra={"architecture": {"uri": join_uri(out_uri, ARCHITECTURE), "space": document["space"],
                                               "space_version": document["space_version"]}})
 

@@ -1,6 +1,6 @@
 """DARTS cell networks written once, built two ways: as NNI's search space and as a plain model.
 
-Every choice the search makes goes through a `Chooser`: the search space (darts_space.py)
+Every choice the search makes goes through a `Chooser`: the search space (segflow/compress/darts_space.py)
 answers with NNI's LayerChoice/InputChoice, the rebuilt `darts` model with the exported
 architecture's pick. The network code is shared, so the retrained model is exactly the
 architecture that was searched, and it holds no NNI module: its state dict loads with
@@ -16,16 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from segflow.errors import ConfigError, ModelError
-
-if TYPE_CHECKING:
-    from segflow.models import ModelConfig
+from segflow.models.model_config import ModelConfig
 
 SPACE_VERSION = 1
 CHOSEN_INPUTS = 2  # edges kept per node, as in DARTS
@@ -302,8 +300,11 @@ def _check_choice(label: str, value: Any, options: list) -> None:
         raise ModelError(f"architecture choice {label}={value!r} is not {wanted}")
 
 
-def build_darts(config: ModelConfig) -> nn.Module:
-    """The `darts` registry builder: params {space, space_version, architecture, cells, width, nodes, ops}."""
+def build_darts(config: ModelConfig, weights=None) -> nn.Module:
+    """The `darts` registry builder: params {space, space_version, architecture, cells, width, nodes, ops}.
+
+    A searched architecture has no pretrained weights: `weights` is unused.
+    """
     params = dict(config.params)
     space, version = params.pop("space", None), params.pop("space_version", SPACE_VERSION)
     architecture = params.pop("architecture", None)
