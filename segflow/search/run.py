@@ -30,7 +30,6 @@ from segflow.errors import SearchError
 from segflow.search import report as search_report
 from segflow.search.trial import TrialSpec, read_trial, trial_recipe
 from segflow.store import join_uri, open_store
-from segflow.store.local import LocalStore
 from segflow.train import metrics as metric_fns
 from segflow.train.fit import FitResult, ensure_ray
 from segflow.train.run import TrainOutcome, make_job, publish, resolve_dataset
@@ -162,9 +161,9 @@ def search(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data
 
 
 def _workdir(out_uri: str, recipe: Recipe) -> Path:
-    store = open_store(out_uri)
-    if isinstance(store, LocalStore):
-        return store.root / "search"
+    local = open_store(out_uri).local_path()
+    if local is not None:
+        return local / "search"
     from segflow.data.dataset import cache_root
 
     return cache_root() / "search" / recipe.name

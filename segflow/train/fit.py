@@ -235,9 +235,10 @@ def _check_resumable(storage_uri: str, name: str, job: TrainJob) -> None:
 
 
 def _delete_run(storage_uri: str, name: str) -> None:
-    if storage_uri.startswith("s3://"):
-        store = open_store(storage_uri).child(name)
-        for obj in store.list():
-            store.delete(obj.key)
-    else:
-        shutil.rmtree(Path(ray_storage(storage_uri)) / name, ignore_errors=True)
+    store = open_store(storage_uri).child(name)
+    local = store.local_path()
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    for obj in store.list():
+        store.delete(obj.key)
