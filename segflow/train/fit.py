@@ -23,6 +23,7 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from segflow.errors import ModelError, TrainError
+from segflow.evaluate.ranking import pick_best
 from segflow.models import ModelConfig
 from segflow.store import open_store
 from segflow.store.s3 import S3Settings
@@ -207,14 +208,13 @@ def _relay_epochs(relay: Queue | None, thread: threading.Thread, on_epoch: Epoch
 
 
 def _best(result, metric: str, mode: str):
-    scored = [(c, m) for c, m in (result.best_checkpoints or []) if metric in m]
-    if not scored:
+    best = pick_best(result.best_checkpoints or [], lambda pair: pair[1].get(metric), mode)
+    if best is None:
         raise TrainError(
             f"no reported epoch has the monitored metric {metric!r}; set training.monitor to one the "
             f"run reports: {', '.join(sorted(result.metrics or {}))}"
         )
-    pick = min if mode == "min" else max
-    return pick(scored, key=lambda pair: pair[1][metric])
+    return best
 
 
 def _check_resumable(storage_uri: str, name: str, job: TrainJob) -> None:
