@@ -34,7 +34,7 @@ import torch
 
 from common import machine, now, save
 from segflow.compress.compare import measure_side_by_side
-from segflow.compress.compression import compress
+from segflow.compress.compress import compress
 from segflow.compress.distill import distill
 from segflow.config import load_recipe
 from segflow.data import open_dataset, prep

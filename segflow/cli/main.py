@@ -156,7 +156,7 @@ def compress(
                                                         "fine-tuning, e.g. --set training.lr=0.001")] = None,
 ) -> None:
     """Make a trained model cheaper on CPU (channel pruning, int8); report original vs compressed side by side."""
-    from segflow.compress.compression import compress as run_compress
+    from segflow.compress.compress import compress as run_compress
 
     result = run_compress(model, method, out or f"runs/compress-{method.replace(':', '-').replace('+', '-')}",
                           dataset_uri=dataset, epochs=epochs, overrides=overrides, show_progress=sys.stderr.isatty())

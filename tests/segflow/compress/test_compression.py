@@ -12,7 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from segflow.cli.main import app
-from segflow.compress.compression import compress, parse_method
+from segflow.compress.compress import compress, parse_method
 from segflow.compress.prune import prune
 from segflow.compress.quantize import int8_config, quantize
 from segflow.config import load_recipe
