@@ -15,11 +15,12 @@ from urllib.parse import urlparse
 from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.evaluate.report import to_html
+from segflow.layout import EVAL, RUN, ModelRecord
 from segflow.store import download_tree, open_store
 from segflow.train.metrics import QUALITY, scalars
 
 
-def train_run(recipe: Recipe, overrides: dict[str, Any], dataset, run, cluster: bool) -> dict:
+def train_run(recipe: Recipe, overrides: dict[str, Any], dataset, run, cluster: bool) -> ModelRecord:
     """Train `recipe` (with overrides) on the Dataset artifact into the Model artifact `run`.
 
     Locally the artifacts are folders; in cluster mode the RayJob reads and writes their
@@ -30,12 +31,12 @@ def train_run(recipe: Recipe, overrides: dict[str, Any], dataset, run, cluster: 
         from segflow.components.rayjob import to_s3, train_on_cluster
 
         result = train_on_cluster(recipe, dataset.uri, run.uri)
-        download_tree(open_store(to_s3(run.uri)), "eval", Path(run.path) / "eval")
+        download_tree(open_store(to_s3(run.uri)), RUN.eval.root, Path(run.path) / RUN.eval.root)
         return result
     from segflow.train.run import train
 
     outcome = train(recipe, run.path, dataset_uri=dataset.path, show_progress=False)
-    return {"model_uri": outcome.model_uri, "version": outcome.model_version}
+    return outcome.record
 
 
 def publish_evaluation(eval_dir: Path, metrics, report, report_md: Path | None = None) -> float:
@@ -44,11 +45,11 @@ def publish_evaluation(eval_dir: Path, metrics, report, report_md: Path | None =
     The HTML is eval_dir/report.md, or `report_md` (a search or distillation report whose figures are
     the evaluation's).
     """
-    values = json.loads((eval_dir / "metrics.json").read_text())
+    values = json.loads((eval_dir / EVAL.metrics).read_text())
     for key, value in scalars(values).items():
         metrics.log_metric(key, value)
-    markdown = (report_md or eval_dir / "report.md").read_text()
-    Path(report.path).write_text(to_html(markdown, eval_dir / "figures", report_md.parent if report_md else None))
+    markdown = (report_md or eval_dir / EVAL.report).read_text()
+    Path(report.path).write_text(to_html(markdown, eval_dir / EVAL.figures, report_md.parent if report_md else None))
     task = "segmentation" if "miou" in values else "classification"
     return float(values[QUALITY[task]])
 
