@@ -14,8 +14,7 @@ import numpy as np
 
 from segflow.data.manifest import Manifest
 from segflow.errors import DataError
-from segflow.store import download_tree, open_store, sha256_file
-from segflow.store.versions import MANIFEST, read_manifest
+from segflow.store import MANIFEST, download_tree, open_store, read_manifest, sha256_file
 
 
 @dataclass(frozen=True)

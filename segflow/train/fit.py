@@ -25,8 +25,7 @@ from ray.util.queue import Empty, Queue
 from segflow.errors import ModelError, TrainError
 from segflow.evaluate.ranking import pick_best
 from segflow.models import ModelConfig
-from segflow.store import open_store
-from segflow.store.s3 import S3Settings
+from segflow.store import S3Settings, open_store
 from segflow.train.job import TrainJob
 from segflow.train.loop import HISTORY_FILE, train_worker
 from segflow.train.progress import ProgressBoard, follow

@@ -3,8 +3,7 @@
 import pytest
 
 from segflow.errors import StoreError
-from segflow.store import latest_version, list_versions, open_store, publish_version
-from segflow.store.versions import read_manifest
+from segflow.store import latest_version, list_versions, open_store, publish_version, read_manifest
 
 
 def test_roundtrip_records_and_checks_sha256(tmp_path):
