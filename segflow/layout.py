@@ -20,13 +20,15 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class EvalLayout:
-    """An evaluation folder; `root` is its path relative to where the paths are used ("" for the folder itself)."""
-
-    root: str = ""
+class _Folder:
+    root: str = ""  # the folder's path relative to where its paths are used; "" for the folder itself
 
     def _at(self, name: str) -> str:
         return posixpath.join(self.root, name) if self.root else name
+
+
+class EvalLayout(_Folder):
+    """An evaluation folder, as `write_evaluation` fills it."""
 
     @property
     def metrics(self) -> str:
@@ -49,14 +51,8 @@ class EvalLayout:
         return posixpath.join(self.figures, file)
 
 
-@dataclass(frozen=True)
-class RunLayout:
-    """A run folder of any command that publishes a model; `root` as in EvalLayout (e.g. "finetune")."""
-
-    root: str = ""
-
-    def _at(self, name: str) -> str:
-        return posixpath.join(self.root, name) if self.root else name
+class RunLayout(_Folder):
+    """A run folder of any command that publishes a model (RunLayout("finetune"): one inside another run)."""
 
     @property
     def model(self) -> str:
