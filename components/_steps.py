@@ -16,26 +16,27 @@ from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.evaluate import to_html
 from segflow.evaluate.metrics import QUALITY, scalars
+from segflow.layout import EVAL, RUN, ModelRecord
 from segflow.progress import SILENT
 from segflow.store import download_tree, open_store
 
 
-def train_locally(recipe: Recipe, overrides: dict[str, Any], dataset, run) -> dict:
+def train_locally(recipe: Recipe, overrides: dict[str, Any], dataset, run) -> ModelRecord:
     """Train `recipe` (with overrides) on the Dataset artifact's folder into the Model artifact `run`'s folder."""
     from segflow.train import train
 
     outcome = train(with_overrides(recipe, overrides) if overrides else recipe, run.path, dataset_uri=dataset.path,
                     progress=SILENT)
-    return {"model_uri": outcome.model_uri, "version": outcome.model_version}
+    return outcome.record
 
 
-def train_in_cluster(recipe: Recipe, overrides: dict[str, Any], dataset, run) -> dict:
+def train_in_cluster(recipe: Recipe, overrides: dict[str, Any], dataset, run) -> ModelRecord:
     """Train as a KubeRay RayJob, which reads and writes the artifacts' object-store URIs; the evaluation is
     copied back so the step can publish it."""
     from segflow.components.rayjob import to_s3, train_on_cluster
 
     result = train_on_cluster(with_overrides(recipe, overrides) if overrides else recipe, dataset.uri, run.uri)
-    download_tree(open_store(to_s3(run.uri)), "eval", Path(run.path) / "eval")
+    download_tree(open_store(to_s3(run.uri)), RUN.eval.root, Path(run.path) / RUN.eval.root)
     return result
 
 
@@ -45,11 +46,11 @@ def publish_evaluation(eval_dir: Path, metrics, report, report_md: Path | None =
     The HTML is eval_dir/report.md, or `report_md` (a search or distillation report whose figures are
     the evaluation's).
     """
-    values = json.loads((eval_dir / "metrics.json").read_text())
+    values = json.loads((eval_dir / EVAL.metrics).read_text())
     for key, value in scalars(values).items():
         metrics.log_metric(key, value)
-    markdown = (report_md or eval_dir / "report.md").read_text()
-    Path(report.path).write_text(to_html(markdown, eval_dir / "figures", report_md.parent if report_md else None))
+    markdown = (report_md or eval_dir / EVAL.report).read_text()
+    Path(report.path).write_text(to_html(markdown, eval_dir / EVAL.figures, report_md.parent if report_md else None))
     task = "segmentation" if "miou" in values else "classification"
     return float(values[QUALITY[task]])
 

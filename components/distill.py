@@ -22,12 +22,14 @@ def distill(recipe_json: str, teacher: Input[Model], dataset: Input[Dataset], st
     from segflow.compress import DISTILL_REPORT
     from segflow.compress import distill as run_distill
     from segflow.config import parse_recipe
+    from segflow.layout import RUN, ModelRecord
     from segflow.progress import SILENT
 
     recipe = parse_recipe(json.loads(recipe_json), "pipeline recipe")
     Path(run.path).mkdir(parents=True, exist_ok=True)
-    result = run_distill(recipe, teacher.metadata["model_uri"], student, run.path, dataset_uri=dataset.path,
+    teacher_uri = ModelRecord.from_metadata(teacher.metadata).uri
+    result = run_distill(recipe, teacher_uri, student, run.path, dataset_uri=dataset.path,
                          temperature=temperature, alpha=alpha, progress=SILENT)
-    run.metadata.update({"model_uri": result.student.model_uri, "version": result.student.model_version,
-                         "framework": "pytorch", "model": student, "teacher": teacher.metadata["model_uri"]})
-    return publish_evaluation(Path(run.path) / "eval", metrics, report, Path(run.path) / DISTILL_REPORT)
+    run.metadata.update(result.student.record.metadata() | {"framework": "pytorch", "model": student,
+                                                             "teacher": teacher_uri})
+    return publish_evaluation(Path(run.path) / RUN.eval.root, metrics, report, Path(run.path) / DISTILL_REPORT)

@@ -14,7 +14,8 @@ def evaluate(model: Input[Model], dataset: Input[Dataset], split: str,
 
     from segflow.components._steps import publish_evaluation
     from segflow.evaluate import evaluate_uri
+    from segflow.layout import ModelRecord
 
     out = Path(report.path).parent / "evaluation"
-    evaluate_uri(model.metadata["model_uri"], dataset.path, str(out), split)
+    evaluate_uri(ModelRecord.from_metadata(model.metadata).uri, dataset.path, str(out), split)
     return publish_evaluation(out, metrics, report)

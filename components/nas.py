@@ -22,12 +22,13 @@ def nas(recipe_json: str, dataset: Input[Dataset], search_epochs: int, space_jso
     from segflow.compress import NAS_REPORT
     from segflow.compress import nas as run_nas
     from segflow.config import parse_recipe
+    from segflow.layout import RUN
     from segflow.progress import SILENT
 
     recipe = parse_recipe(json.loads(recipe_json), "pipeline recipe")
     Path(run.path).mkdir(parents=True, exist_ok=True)
     result = run_nas(recipe, run.path, dataset_uri=dataset.path, search_epochs=search_epochs or None,
                      space_settings=json.loads(space_json or "{}"), progress=SILENT)
-    run.metadata.update({"model_uri": result.retrained.model_uri, "version": result.retrained.model_version,
-                         "framework": "pytorch", "model": "darts", "architecture": result.architecture_uri})
-    return publish_evaluation(Path(run.path) / "eval", metrics, report, Path(run.path) / NAS_REPORT)
+    run.metadata.update(result.retrained.record.metadata() | {
+        "framework": "pytorch", "model": "darts", "architecture": result.architecture_uri})
+    return publish_evaluation(Path(run.path) / RUN.eval.root, metrics, report, Path(run.path) / NAS_REPORT)

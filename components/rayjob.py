@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from segflow.components.images import SEGFLOW
 from segflow.config.recipe import Recipe
 from segflow.errors import PipelineError
+from segflow.layout import RUN, ModelRecord
 from segflow.store import join_uri, latest_version, open_store
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
@@ -132,7 +133,7 @@ def submit_and_follow(api, manifest: dict, *, poll_s: float = 5.0, timeout_s: fl
     raise PipelineError(f"RayJob {namespace}/{name} did not finish within {timeout_s:.0f} s")
 
 
-def train_on_cluster(recipe: Recipe, dataset_uri: str, out_uri: str) -> dict:
+def train_on_cluster(recipe: Recipe, dataset_uri: str, out_uri: str) -> ModelRecord:
     from kubernetes import client, config
 
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -145,5 +146,5 @@ def train_on_cluster(recipe: Recipe, dataset_uri: str, out_uri: str) -> dict:
     open_store(out_uri).put_text("recipe.json", recipe.model_dump_json(indent=2))
     name = f"segflow-{recipe.name}-{int(time.time())}"
     submit_and_follow(client.CustomObjectsApi(), rayjob_manifest(name, recipe_uri, dataset_uri, out_uri, settings))
-    model_uri = join_uri(out_uri, "model")
-    return {"model_uri": model_uri, "version": latest_version(open_store(model_uri))}
+    model_uri = join_uri(out_uri, RUN.model)
+    return ModelRecord(model_uri, latest_version(open_store(model_uri)))

@@ -19,12 +19,12 @@ def train(recipe_json: str, overrides_json: str, dataset: Input[Dataset], cluste
 
     from segflow.components._steps import publish_evaluation, train_in_cluster, train_locally
     from segflow.config import parse_recipe
+    from segflow.layout import RUN
 
     raw = json.loads(recipe_json)
     recipe = parse_recipe(raw, "pipeline recipe")
     overrides = json.loads(overrides_json or "{}")
     Path(run.path).mkdir(parents=True, exist_ok=True)
-    outcome = (train_in_cluster if cluster else train_locally)(recipe, overrides, dataset, run)
-    run.metadata.update({"model_uri": outcome["model_uri"], "version": outcome["version"],
-                         "framework": "pytorch", "model": recipe.model.name})
-    return publish_evaluation(Path(run.path) / "eval", metrics, report)
+    model = (train_in_cluster if cluster else train_locally)(recipe, overrides, dataset, run)
+    run.metadata.update(model.metadata() | {"framework": "pytorch", "model": recipe.model.name})
+    return publish_evaluation(Path(run.path) / RUN.eval.root, metrics, report)

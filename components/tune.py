@@ -20,18 +20,20 @@ def tune(recipe_json: str, dataset: Input[Dataset], backend: str, algo: str, tri
 
     from segflow.components._steps import publish_evaluation
     from segflow.config import parse_recipe, with_overrides
-    from segflow.search.run import REPORT, search
-    from segflow.search.trial import recipe_key
+    from segflow.layout import RUN
+    from segflow.progress import SILENT
+    from segflow.search import recipe_key
+    from segflow.search import tune as search_tune
 
     recipe = parse_recipe(json.loads(recipe_json), "pipeline recipe")
     chosen = {"search.backend": backend, "search.algo": algo, "search.trials": trials, "search.max_epochs": max_epochs}
     recipe = with_overrides(recipe, {key: value for key, value in chosen.items() if value})
     Path(run.path).mkdir(parents=True, exist_ok=True)
-    result = search(recipe, run.path, dataset_uri=dataset.path, show_progress=False)
-    run.metadata.update({"model_uri": result.model.model_uri, "version": result.model.model_version,
-                         "framework": "pytorch", "model": recipe.model.name, "backend": result.backend,
-                         "algo": result.algo, "best_trial": result.best.name})
-    publish_evaluation(Path(run.path) / "eval", metrics, report, Path(run.path) / REPORT)
+    result = search_tune.tune(recipe, run.path, dataset_uri=dataset.path, progress=SILENT)
+    run.metadata.update(result.model.record.metadata() | {
+        "framework": "pytorch", "model": recipe.model.name, "backend": result.backend, "algo": result.algo,
+        "best_trial": result.best.name})
+    publish_evaluation(Path(run.path) / RUN.eval.root, metrics, report, Path(run.path) / search_tune.REPORT)
     return json.dumps({recipe_key(name): value for name, value in result.best.params.items()})
 
 

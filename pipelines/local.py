@@ -16,6 +16,7 @@ from kfp import local
 from segflow.config import recipe_to_json
 from segflow.config.recipe import Recipe
 from segflow.errors import ConfigError
+from segflow.layout import RUN, ModelRecord
 
 
 @dataclass(frozen=True)
@@ -61,25 +62,25 @@ def summary(run: LocalRun) -> dict[str, str]:
         rows["dataset"] = f"{dataset['uri']} (version {dataset['metadata']['version']})"
     if "train" in run.tasks:
         model = artifact(run.tasks["train"], "run")
-        rows["model"] = f"{model['metadata']['model_uri']} (version {model['metadata']['version']})"
-        rows["report"] = f"{model['uri']}/eval/report.md"
+        rows["model"] = _model(model)
+        rows["report"] = f"{model['uri']}/{RUN.eval.report}"
         rows["report (HTML)"] = artifact(run.tasks["train"], "report")["uri"]
         rows.update(_metrics(run.tasks["train"], "metric"))
     if "distill" in run.tasks:
         student = artifact(run.tasks["distill"], "run")
-        rows["student"] = f"{student['metadata']['model_uri']} ({student['metadata']['model']})"
+        rows["student"] = f"{ModelRecord.from_metadata(student['metadata']).uri} ({student['metadata']['model']})"
         rows["distillation report"] = artifact(run.tasks["distill"], "report")["uri"]
         rows.update(_metrics(run.tasks["distill"], "student metric"))
     if "tune" in run.tasks:
         best = artifact(run.tasks["tune"], "run")
-        rows["best trial's model"] = f"{best['metadata']['model_uri']} (version {best['metadata']['version']})"
+        rows["best trial's model"] = _model(best)
         found = best["metadata"]
         rows["search"] = f"{found['backend']} / {found['algo']}, best trial {found['best_trial']}"
         rows["search report (HTML)"] = artifact(run.tasks["tune"], "report")["uri"]
         rows.update(_metrics(run.tasks["tune"], "metric"))
     if "nas" in run.tasks:
         searched = artifact(run.tasks["nas"], "run")
-        rows["searched model"] = f"{searched['metadata']['model_uri']} (version {searched['metadata']['version']})"
+        rows["searched model"] = _model(searched)
         rows["architecture"] = searched["metadata"]["architecture"]
         rows["search report (HTML)"] = artifact(run.tasks["nas"], "report")["uri"]
         rows.update(_metrics(run.tasks["nas"], "metric"))
@@ -89,6 +90,11 @@ def summary(run: LocalRun) -> dict[str, str]:
         rows["archive sha256"] = archive["metadata"]["mar_sha256"]
         rows["deploy"] = _deployment(run)
     return rows
+
+
+def _model(run_artifact: dict) -> str:
+    record = ModelRecord.from_metadata(run_artifact["metadata"])
+    return f"{record.uri} (version {record.version})"
 
 
 def _metrics(task_dir: Path, label: str) -> dict[str, str]:

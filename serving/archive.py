@@ -33,8 +33,15 @@ from segflow.errors import ServingError
 from segflow.models import ModelConfig
 from segflow.models.artifact import CARD, CONFIG, WEIGHTS, load_model_dir
 from segflow.serving.codec import CHANNEL_MODES, hex_colour
-from segflow.store import download_tree, join_uri, latest_version, open_store, publish_version, sha256_file
-from segflow.store.versions import read_manifest
+from segflow.store import (
+    download_tree,
+    join_uri,
+    latest_version,
+    open_store,
+    publish_version,
+    read_manifest,
+    sha256_file,
+)
 
 ARCHIVE_KIND = "torchserve-archive"
 HANDLER_SETTINGS = "segflow"  # the handler's section of model_config.yaml: the recipe's ServingSection

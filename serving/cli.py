@@ -141,8 +141,7 @@ def deploy(
     from segflow.serving.deploy import default_staging_uri, helm_command
     from segflow.serving.deploy import deploy as run_deploy
     from segflow.serving.server import read_keys
-    from segflow.store import open_store
-    from segflow.store.versions import read_manifest
+    from segflow.store import open_store, read_manifest
 
     if not management:
         version, _ = read_manifest(open_store(archive))

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from segflow.serving.archive import resolve_archive
 from segflow.serving.management import ManagementClient
-from segflow.store import open_store
-from segflow.store.versions import read_manifest
+from segflow.store import open_store, read_manifest
 
 HELM_RELEASE, HELM_CHART, HELM_NAMESPACE = "segflow", "charts/segflow", "segflow"  # as docs/deploy.md installs it
 # The chart's values that select the served archive: its URI and the version id to pin.

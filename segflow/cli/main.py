@@ -190,14 +190,14 @@ def tune(
     Run the same command again to resume an interrupted Ray Tune search (finished trials are kept).
     """
     from segflow.config import load_recipe
-    from segflow.search.run import search
+    from segflow.search import tune as search_tune
 
     shortcuts = {"search.backend": backend, "search.algo": algo, "search.scheduler": scheduler,
                  "search.trials": trials, "search.max_epochs": max_epochs, "search.concurrency": concurrency}
     config = load_recipe(recipe, [*(overrides or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)])
     out = out or f"runs/{config.name}-tune"
     try:
-        result = search(config, out, dataset_uri=dataset, data_path=data)
+        result = search_tune.tune(config, out, dataset_uri=dataset, data_path=data)
     except KeyboardInterrupt:
         errors.print(f"interrupted; finished trials are kept in {out}/search. Ray Tune searches resume when the "
                      "same command runs again", highlight=False)

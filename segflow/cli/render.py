@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from segflow.data.manifest import Manifest
-from segflow.store.versions import VersionInfo
+from segflow.store import VersionInfo
 
 
 def recipes_table(recipes: dict[str, str]) -> Table:

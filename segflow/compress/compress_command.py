@@ -36,6 +36,7 @@ from segflow.data import PreparedDataset, open_dataset
 from segflow.errors import ConfigError, ModelError
 from segflow.evaluate import Evaluation, check_compatible, evaluate_arrays, write_evaluation
 from segflow.evaluate.metrics import QUALITY, scalars
+from segflow.layout import RUN, ModelRecord, RunLayout
 from segflow.models import ModelConfig
 from segflow.models.artifact import load_history, load_model, save_model
 from segflow.models.preprocess import normalize
@@ -44,6 +45,7 @@ from segflow.store import join_uri, open_store
 from segflow.train import train
 
 REPORT = "compression.md"
+FINETUNE = RunLayout("finetune")  # the fine-tuning run after pruning, inside OUT
 METHODS = ("prune", "int8")
 DEFAULT_RATIO = 0.5
 CALIBRATION_IMAGES = 64
@@ -129,10 +131,10 @@ def _publish(model_uri: str, card: dict, rows: list, history: list[dict], datase
         "dataset": {"uri": dataset.uri, "version": dataset.version, "hash": dataset.manifest.dataset_hash},
         "metrics": {"split": evaluation.split} | scalars(evaluation.metrics),
     }
-    model_uri_out = join_uri(out_uri, "model")
+    model_uri_out = join_uri(out_uri, RUN.model)
     new_card = save_model(model_uri_out, model, config, new_card, history)
-    write_evaluation(evaluation, config, join_uri(out_uri, "eval"), history=history,
-                     card=new_card | {"model_uri": model_uri_out},
+    write_evaluation(evaluation, config, join_uri(out_uri, RUN.eval.root), history=history,
+                     card=new_card | ModelRecord(model_uri_out, new_card["version"]).metadata(),
                      title=f"{dataset.manifest.name}: {config.name} ({method}) on the {evaluation.split} split")
     quality = QUALITY[config.task]
     figures = measure_side_by_side([(role, m, c, e.metrics[quality]) for role, m, c, e in rows])
@@ -181,7 +183,7 @@ def _finetune(model: nn.Module, config: ModelConfig, recipe: Recipe, dataset: Pr
     if "://" not in weights:  # Ray workers may run in another directory
         weights = str(Path(weights).resolve())
     settings = {"model.weights": weights} | ({"training.epochs": epochs} if epochs else {})
-    outcome = train(with_overrides(recipe, settings), join_uri(out_uri, "finetune"), dataset_uri=dataset.uri,
+    outcome = train(with_overrides(recipe, settings), join_uri(out_uri, FINETUNE.root), dataset_uri=dataset.uri,
                     model=config, progress=progress)
     tuned, tuned_config, _ = load_model(outcome.model_uri)
     return tuned, tuned_config, load_history(outcome.model_uri)
@@ -206,7 +208,7 @@ def _report(model_uri: str, method: str, epochs: int | None, figures: list[Model
     tuning = "" if "prune" not in method else (
         " Pruned models were not fine-tuned." if epochs == 0 else
         f" After pruning, the network was fine-tuned for {count} epochs "
-        "([finetune/eval/report.md](finetune/eval/report.md)).")
+        f"([{FINETUNE.eval.report}]({FINETUNE.eval.report})).")
     return "\n".join([
         f"# Compression: {method}",
         "",
@@ -217,6 +219,6 @@ def _report(model_uri: str, method: str, epochs: int | None, figures: list[Model
         table(figures, task, split),
         "",
         "The compressed model's evaluation (10 segmented images, curves, precision and recall): "
-        "[eval/report.md](eval/report.md).",
+        f"[{RUN.eval.report}]({RUN.eval.report}).",
         "",
     ])

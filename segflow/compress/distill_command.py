@@ -16,7 +16,7 @@ from segflow.compress.compare import ModelFigures, measure, table
 from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.errors import ConfigError, ModelError
-from segflow.evaluate import check_compatible, evaluate_split
+from segflow.evaluate import check_compatible, evaluate_split, figure_links
 from segflow.evaluate.metrics import QUALITY
 from segflow.models.artifact import load_model
 from segflow.progress import TERMINAL, Progress
@@ -70,13 +70,14 @@ def distill(recipe: Recipe, teacher_uri: str, student_spec: str, out_uri: str, *
         measure("teacher", teacher, teacher_config, evaluate_split(teacher, teacher_config, dataset, split).metrics[quality]),
         measure("student", student, student_config, outcome.evaluation.evaluation.metrics[quality]),
     ]
-    report = _report(recipe, teacher_uri, student_spec, figures, split, temperature, alpha)
+    report = _report(recipe, teacher_uri, student_spec, figures, split, temperature, alpha,
+                     outcome.evaluation.figures)
     open_store(out_uri).put_text(REPORT, report)
     return DistillOutcome(outcome, figures, join_uri(out_uri, REPORT))
 
 
 def _report(recipe: Recipe, teacher_uri: str, spec: str, figures: list[ModelFigures], split: str,
-            temperature: float, alpha: float) -> str:
+            temperature: float, alpha: float, drawn: dict[str, str]) -> str:
     return "\n".join([
         f"# Knowledge distillation: {recipe.name}",
         "",
@@ -88,13 +89,5 @@ def _report(recipe: Recipe, teacher_uri: str, spec: str, figures: list[ModelFigu
         "",
         "## Student run",
         "",
-        "The student's full evaluation (10 segmented validation images, loss curves, precision and recall) "
-        "is in [eval/report.md](eval/report.md):",
-        "",
-        "![10 validation images](eval/figures/samples.png)",
-        "",
-        "![loss per epoch](eval/figures/loss.png)",
-        "",
-        "![precision and recall](eval/figures/precision_recall.png)",
-        "",
+        figure_links(drawn),
     ])

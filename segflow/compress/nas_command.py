@@ -26,7 +26,7 @@ from segflow.config import with_overrides
 from segflow.config.recipe import Recipe
 from segflow.data import PreparedDataset
 from segflow.errors import ConfigError, ModelError
-from segflow.evaluate import check_compatible, evaluate_split
+from segflow.evaluate import check_compatible, evaluate_split, figure_links
 from segflow.evaluate.metrics import QUALITY
 from segflow.models import ModelConfig
 from segflow.models.artifact import load_model
@@ -95,7 +95,8 @@ def nas(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_pa
         model, config = baseline
         figures.insert(0, measure("baseline", model, config,
                                   evaluate_split(model, config, dataset, split).metrics[quality]))
-    store.put_text(REPORT, _report(recipe, document, figures, split, baseline_uri))
+    store.put_text(REPORT, _report(recipe, document, figures, split, baseline_uri,
+                                   retrained.evaluation.figures))
     return NasOutcome(document, join_uri(out_uri, ARCHITECTURE), retrained, figures, join_uri(out_uri, REPORT))
 
 
@@ -137,7 +138,7 @@ def _searched(outcome: TrainOutcome, quality: str, name: str) -> ModelFigures:
 
 
 def _report(recipe: Recipe, document: dict, figures: list[ModelFigures], split: str,
-            baseline: str | None) -> str:
+            baseline: str | None, drawn: dict[str, str]) -> str:
     size = SpaceSize.from_params(document["size"])
     against = f"the baseline `{baseline}`" if baseline else "no baseline (pass --baseline MODEL_URI to add one)"
     return "\n".join([
@@ -156,15 +157,7 @@ def _report(recipe: Recipe, document: dict, figures: list[ModelFigures], split: 
         "",
         "## Searched model run",
         "",
-        f"The retrained model's full evaluation (10 {split} images, loss curves, precision and recall) is in "
-        "[eval/report.md](eval/report.md):",
-        "",
-        f"![10 {split} images](eval/figures/samples.png)",
-        "",
-        "![loss per epoch](eval/figures/loss.png)",
-        "",
-        "![precision and recall](eval/figures/precision_recall.png)",
-        "",
+        figure_links(drawn),
     ])
 
 

@@ -14,9 +14,7 @@ import numpy as np
 
 from segflow.data.manifest import Manifest
 from segflow.errors import DataError
-from segflow.store import download_tree, open_store, sha256_file
-from segflow.store.local import LocalStore
-from segflow.store.versions import MANIFEST, read_manifest
+from segflow.store import MANIFEST, download_tree, open_store, read_manifest, sha256_file
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,9 @@ def open_dataset(uri: str, version: str | None = None) -> PreparedDataset:
     store = open_store(uri)
     version, raw = read_manifest(store, version)
     manifest = Manifest.model_validate(raw)
-    if isinstance(store, LocalStore):
-        return PreparedDataset(store.uri, version, manifest, store.root / version, verified=False)
+    local = store.local_path()
+    if local is not None:
+        return PreparedDataset(store.uri, version, manifest, local / version, verified=False)
     folder = cache_root() / "datasets" / manifest.dataset_hash
     if not (folder / MANIFEST).is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)

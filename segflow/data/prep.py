@@ -31,8 +31,7 @@ from segflow.data.manifest import ColourPolicyReport, Manifest, ShardInfo, Split
 from segflow.data.split import SPLITS, assign_splits
 from segflow.errors import DataError
 from segflow.progress import TERMINAL, Progress
-from segflow.store import open_store, publish_version, sha256_file
-from segflow.store.versions import read_manifest
+from segflow.store import open_store, publish_version, read_manifest, sha256_file
 
 # Bump when prep writes different samples for the same inputs (invalidates reuse).
 PREP_VERSION = 1

@@ -19,9 +19,11 @@ from segflow.errors import ModelError
 from segflow.evaluate import metrics
 from segflow.evaluate.figures import DPI, draw_all
 from segflow.evaluate.predict import Evaluation, evaluate_arrays
-from segflow.evaluate.report import render, to_html
+from segflow.evaluate.ranking import pick_best
+from segflow.evaluate.report import figure_links, render, to_html
+from segflow.layout import EVAL
 from segflow.models import ModelConfig
-from segflow.store import open_store
+from segflow.store import join_uri, open_store
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,13 @@ def write_evaluation(evaluation: Evaluation, config: ModelConfig, out_uri: str, 
     store = open_store(out_uri)
     with tempfile.TemporaryDirectory(prefix="segflow-eval-") as tmp:
         folder = Path(tmp)
-        figures = draw_all(evaluation, config, history, folder / "figures")
+        figures = draw_all(evaluation, config, history, folder / EVAL.figures)
         metrics = {"split": evaluation.split, "samples": evaluation.samples, **evaluation.metrics}
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (folder / "history.json").write_text(json.dumps(history, indent=1))
-        (folder / "report.md").write_text(render(title, evaluation, config, card, figures, history))
-        store.put_tree(folder, last=("report.md",))
-    return EvalResult(evaluation, store.uri, f"{store.uri}/report.md", figures)
+        (folder / EVAL.metrics).write_text(json.dumps(metrics, indent=2))
+        (folder / EVAL.history).write_text(json.dumps(history, indent=1))
+        (folder / EVAL.report).write_text(render(title, evaluation, config, card, figures, history))
+        store.put_tree(folder, last=(EVAL.report,))
+    return EvalResult(evaluation, store.uri, join_uri(store.uri, EVAL.report), figures)
 
 
 def evaluate_uri(model_uri: str, dataset_uri: str, out_uri: str, split: str = "val") -> EvalResult:
@@ -78,4 +80,4 @@ def evaluate_uri(model_uri: str, dataset_uri: str, out_uri: str, split: str = "v
 
 # The face: `metrics` (the per-epoch metrics training and search share) is a public module.
 __all__ = ["DPI", "EvalResult", "Evaluation", "check_compatible", "evaluate_arrays", "evaluate_split", "evaluate_uri",
-           "metrics", "to_html", "write_evaluation"]
+           "figure_links", "metrics", "pick_best", "to_html", "write_evaluation"]

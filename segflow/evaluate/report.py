@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from segflow.evaluate.predict import Evaluation
+from segflow.layout import EVAL, RUN, EvalLayout
 from segflow.models import ModelConfig
 
 HEADLINE = {
@@ -26,8 +27,11 @@ CAPTIONS = {
 }
 
 
+SUMMARY_FIGURES = ("samples", "loss", "precision_recall")  # what another report shows of a published model
+
+
 def render(title: str, evaluation: Evaluation, config: ModelConfig, card: dict, figures: dict[str, str],
-           history: list[dict], figure_dir: str = "figures") -> str:
+           history: list[dict], figure_dir: str = EVAL.figures) -> str:
     lines = [f"# {title}", ""]
     lines += _about(evaluation, config, card)
     lines += ["## Results", "", "| metric | value |", "|---|---|"]
@@ -38,6 +42,19 @@ def render(title: str, evaluation: Evaluation, config: ModelConfig, card: dict, 
         lines += [f"### {CAPTIONS[name]}", "", f"![{CAPTIONS[name]}]({figure_dir}/{file})", ""]
     if history:
         lines += ["## Training history", "", _history_table(history), ""]
+    return "\n".join(lines)
+
+
+def figure_links(figures: dict[str, str], folder: EvalLayout = RUN.eval) -> str:
+    """The link to a published model's report.md and its key figures (`figures` as `write_evaluation` drew them).
+
+    A search, a distillation and an architecture search each end in a model evaluated in `folder`
+    of their run; their own reports show it with this one block, written from where they sit.
+    """
+    lines = [f"Full evaluation: [{folder.report}]({folder.report}).", ""]
+    for name in SUMMARY_FIGURES:
+        if name in figures:
+            lines += [f"![{CAPTIONS[name]}]({folder.figure(figures[name])})", ""]
     return "\n".join(lines)
 
 

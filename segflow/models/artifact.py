@@ -23,8 +23,7 @@ from segflow.errors import ModelError
 from segflow.models.model_config import ModelConfig
 from segflow.models.preprocess import for_inference
 from segflow.models.registry import count_parameters, create_model, load_weights
-from segflow.store import open_store, publish_version, sha256_file
-from segflow.store.versions import read_manifest
+from segflow.store import open_store, publish_version, read_manifest, sha256_file
 
 WEIGHTS, CONFIG, HISTORY, CARD = "model.pt", "model.json", "history.json", "manifest.json"
 

@@ -15,7 +15,6 @@ import contextlib
 import functools
 import itertools
 import json
-import math
 import os
 import re
 import shlex
@@ -24,10 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
+import ray
 import requests
 from nni.experiment import AlgorithmConfig, CustomAlgorithmConfig, Experiment, ExperimentConfig, launcher, rest
 from nni.experiment.management import generate_experiment_id
@@ -36,9 +36,11 @@ from nni.runtime.config import get_builtin_config_file, get_config_directory
 import segflow
 from segflow.config.recipe import SearchSection
 from segflow.errors import SearchError
+from segflow.search.backend import SearchBackend, TrialSummary, best_trial
 from segflow.search.nni_trial import BUDGET_KEY, import_root, load_trial
 from segflow.search.nni_tuners import FIXED
 from segflow.search.space import check_algo_supports, to_nni
+from segflow.search.trial import TrialSpec, has_record, read_trial
 
 DEFAULT_TIMEOUT_S = 24 * 3600.0
 POLL_S = 0.5
@@ -63,24 +65,38 @@ class DispatcherLate(SearchError):
 
 
 @dataclass(frozen=True)
-class NniTrial:
-    trial_id: str
-    params: dict
-    metric: float | None
-    intermediate: list[float]
-    status: str
-    duration_s: float | None
-    log_dir: Path | None  # holds trial.stdout and trial.stderr
-
-
-@dataclass(frozen=True)
 class NniResult:
     experiment_id: str
     web_ui: str
     experiment_dir: Path
-    best_params: dict
-    best_metric: float
-    trials: list[NniTrial]
+    best: TrialSummary  # the trial with the best final metric under search.mode
+    trials: list[TrialSummary]
+
+
+class NniBackend(SearchBackend):
+    """NNI: each trial is `train_nni_trial` in a process of its own, joined to this driver's Ray cluster."""
+
+    def check(self) -> None:
+        check_algo_supports(self.search.algo, self.search.space)
+        if self.search.scheduler:
+            raise SearchError("search.scheduler is for the Ray backend; NNI's Hyperband and BOHB bring their own")
+
+    def run(self, spec: TrialSpec, workdir: Path) -> list[TrialSummary]:
+        """The trials NNI ran, each with the checkpoint and epochs its trial.json records."""
+        # every trial process joins the driver's Ray cluster instead of starting its own
+        args = {"spec": spec.model_dump(mode="json"), "folder": str(workdir),
+                "ray_address": ray.get_runtime_context().gcs_address}
+        result = run_nni(self.search, "segflow.search.trial:train_nni_trial", args, workdir)
+        self.web_ui = result.web_ui
+        return [_with_record(trial, workdir) for trial in result.trials]
+
+
+def _with_record(trial: TrialSummary, workdir: Path) -> TrialSummary:
+    folder = Path(workdir) / "trials" / trial.name
+    if not has_record(folder):  # failed or stopped before the end
+        return trial
+    record = read_trial(folder)
+    return replace(trial, checkpoint=record.checkpoint, history=record.history)
 
 
 def run_nni(search: SearchSection, trial: str, trial_args: Mapping, workdir: Path, *, port: int | None = None,
@@ -148,8 +164,7 @@ def _run_once(search: SearchSection, tuner: AlgorithmConfig, trial: str, trial_a
         trials = _trials(port)
     finally:
         _stop(experiment)
-    best = _best(trials, search.mode)
-    return NniResult(experiment_id, web_ui, exp_dir, best.params, best.metric, trials)
+    return NniResult(experiment_id, web_ui, exp_dir, _best(trials, search.mode), trials)
 
 
 def _install_nni_config_files() -> None:
@@ -296,7 +311,7 @@ def _tuner_error(exp_dir: Path) -> str | None:
 # ---- reading results -------------------------------------------------------------------------
 
 
-def _trials(port: int) -> list[NniTrial]:
+def _trials(port: int) -> list[TrialSummary]:
     jobs = sorted(rest.get(port, "/trial-jobs"), key=lambda job: job.get("sequenceId", 0))
     metrics = rest.get(port, "/metric-data")
     params_by_id = {str(entry["parameter_id"]): entry["parameters"]
@@ -304,7 +319,7 @@ def _trials(port: int) -> list[NniTrial]:
     return [_trial(job, [m for m in metrics if m["trialJobId"] == job["trialJobId"]], params_by_id) for job in jobs]
 
 
-def _trial(job: dict, metrics: list[dict], params_by_id: dict[str, dict]) -> NniTrial:
+def _trial(job: dict, metrics: list[dict], params_by_id: dict[str, dict]) -> TrialSummary:
     """One trial, with the parameters it ran with.
 
     With concurrent trials NNI's manager can file a trial's parameters under its neighbour's job
@@ -318,8 +333,8 @@ def _trial(job: dict, metrics: list[dict], params_by_id: dict[str, dict]) -> Nni
     start, end = job.get("startTime"), job.get("endTime")
     duration = (end - start) / 1000 if start and end else None
     log_dir = Path(job["logPath"]) if job.get("logPath") else None
-    return NniTrial(job["trialJobId"], params, finals[-1] if finals else None, [value for _, value in periodical],
-                    job["status"], duration, log_dir)
+    return TrialSummary(job["trialJobId"], params, [value for _, value in periodical], job["status"],
+                        final=finals[-1] if finals else None, duration_s=duration, log_dir=log_dir)
 
 
 def _job_parameter_id(job: dict):
@@ -332,23 +347,23 @@ def _value(data: str) -> float:
     return float(json.loads(json.loads(data)))
 
 
-def _best(trials: list[NniTrial], mode: str) -> NniTrial:
-    finished = [trial for trial in trials if trial.metric is not None and math.isfinite(trial.metric)]
-    if not finished:
-        statuses = ", ".join(f"{trial.trial_id} {trial.status}" for trial in trials) or "none ran"
+def _best(trials: list[TrialSummary], mode: str) -> TrialSummary:
+    """The best trial by its final metric (a trial ends by reporting one); the error names every trial if none did."""
+    best = best_trial([trial for trial in trials if trial.final is not None], mode)
+    if best is None:
+        statuses = ", ".join(f"{trial.name} {trial.status}" for trial in trials) or "none ran"
         raise SearchError(f"no NNI trial reported a final metric ({statuses}){_first_failure(trials)}")
-    pick = min if mode == "min" else max
-    return pick(finished, key=lambda trial: trial.metric)
+    return best
 
 
-def _first_failure(trials: list[NniTrial]) -> str:
+def _first_failure(trials: list[TrialSummary]) -> str:
     """'; trial X ended with: <last stderr line> (<stderr path>)', for the first trial that wrote one."""
     for trial in trials:
         stderr = trial.log_dir / "trial.stderr" if trial.log_dir else None
         lines = stderr.read_text(errors="replace").split("\n") if stderr and stderr.is_file() else []
         last = next((line.strip() for line in reversed(lines) if line.strip()), None)
         if last:
-            return f"; trial {trial.trial_id} ended with: {last} ({stderr})"
+            return f"; trial {trial.name} ended with: {last} ({stderr})"
     return ""
 
 

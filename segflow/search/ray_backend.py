@@ -15,7 +15,6 @@ import queue
 import shutil
 import signal
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray.train
@@ -27,6 +26,7 @@ from ray.tune.search import BasicVariantGenerator
 from segflow.config.recipe import ChoiceParam, QUniformParam, SearchParam, SearchSection
 from segflow.errors import SearchError
 from segflow.evaluate import metrics as metric_fns
+from segflow.search.backend import SearchBackend, TrialSummary, best_trial
 from segflow.search.nni_tuners.values import plain
 from segflow.search.trial import TrialSpec, train_trial
 from segflow.train import kept_signal_handlers
@@ -46,17 +46,6 @@ EXPERIMENT = "tune"
 TRIAL_DRIVER_MEMORY = 64 * 1024**2  # bytes
 TUNE_SIGINT_SWITCH = "TUNE_DISABLE_SIGINT_HANDLER"  # documented: 1 leaves SIGINT to the caller
 STOP_TIMEOUT_S = 120  # a stopped trial's workers finish their current few steps
-
-
-@dataclass(frozen=True)
-class RayTrial:
-    trial_id: str
-    params: dict
-    curve: list[float]  # the search metric per epoch run
-    status: str
-    checkpoint_path: str | None  # the trial's best epoch
-    history: list[dict]  # every reported epoch's scalars
-    error: str | None = None  # why an ERROR trial failed
 
 
 def check_ray_algo(search: SearchSection) -> tuple[str, str]:
@@ -94,36 +83,45 @@ def _domain(param: SearchParam, grid: bool):
         param.low, param.high)
 
 
-def run_ray(search: SearchSection, spec: TrialSpec, workdir: Path) -> list[RayTrial]:
-    """Run (or resume) the search in WORKDIR/tune; every trial's outcome, in trial order."""
-    searcher, scheduler = check_ray_algo(search)
-    storage = str(Path(workdir).resolve())
-    trainable = tune.with_resources(tune.with_parameters(_Trial, spec=spec.model_dump(mode="json"),
-                                                         folder=storage), _trial_resources())
-    path = f"{storage}/{EXPERIMENT}"
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-    else:
-        algorithm = _searcher(searcher, search, spec.base_recipe().training.seed)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=tune_space(search.space, grid=searcher == "grid"),
-            tune_config=tune.TuneConfig(
-                metric=search.metric, mode=search.mode, num_samples=1 if searcher == "grid" else search.trials,
-                max_concurrent_trials=None if isinstance(algorithm, BasicVariantGenerator) else search.concurrency,
-                search_alg=algorithm,
-                scheduler=_scheduler(scheduler, search),
-            ),
-            run_config=tune.RunConfig(
-                name=EXPERIMENT, storage_path=storage, verbose=1,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=None if scheduler == "pbt" else 2,
-                                                        checkpoint_score_attribute=search.metric,
-                                                        checkpoint_score_order=search.mode,
-                                                        checkpoint_frequency=1, checkpoint_at_end=True),
-            ),
-        )
-    grid = _fit_until_ctrl_c(tuner)
-    return [_trial_outcome(result, search) for result in grid]
+class RayBackend(SearchBackend):
+    """Ray Tune: the experiment lives in WORKDIR/tune, where an interrupted search is resumed."""
+
+    def check(self) -> None:
+        check_ray_algo(self.search)
+
+    def run(self, spec: TrialSpec, workdir: Path) -> list[TrialSummary]:
+        search = self.search
+        searcher, scheduler = check_ray_algo(search)
+        storage = str(Path(workdir).resolve())
+        trainable = tune.with_resources(tune.with_parameters(_Trial, spec=spec.model_dump(mode="json"),
+                                                             folder=storage), _trial_resources())
+        path = f"{storage}/{EXPERIMENT}"
+        if tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        else:
+            algorithm = _searcher(searcher, search, spec.base_recipe().training.seed)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=tune_space(search.space, grid=searcher == "grid"),
+                tune_config=tune.TuneConfig(
+                    metric=search.metric, mode=search.mode, num_samples=1 if searcher == "grid" else search.trials,
+                    max_concurrent_trials=None if isinstance(algorithm, BasicVariantGenerator) else search.concurrency,
+                    search_alg=algorithm,
+                    scheduler=_scheduler(scheduler, search),
+                ),
+                run_config=tune.RunConfig(
+                    name=EXPERIMENT, storage_path=storage, verbose=1,
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=None if scheduler == "pbt" else 2,
+                                                            checkpoint_score_attribute=search.metric,
+                                                            checkpoint_score_order=search.mode,
+                                                            checkpoint_frequency=1, checkpoint_at_end=True),
+                ),
+            )
+        trials = [_trial_outcome(result, search) for result in _fit_until_ctrl_c(tuner)]
+        if best_trial(trials, search.mode) is None:
+            raise SearchError(f"no trial reported {search.metric!r}; see the trial errors under "
+                              f"{Path(workdir) / EXPERIMENT}")
+        return trials
 
 
 def _fit_until_ctrl_c(tuner: tune.Tuner) -> tune.ResultGrid:
@@ -285,16 +283,21 @@ class _Trial(tune.Trainable):
         return False  # a fresh actor per trial
 
 
-def _trial_outcome(result, search: SearchSection) -> RayTrial:
+def _trial_outcome(result, search: SearchSection) -> TrialSummary:
     frame = result.metrics_dataframe
     history = [] if frame is None or search.metric not in frame else frame.to_dict("records")
     curve = [float(epoch[search.metric]) for epoch in history]
     best = result.get_best_checkpoint(search.metric, search.mode) if curve else None
-    status = "ERROR" if result.error else "TERMINATED"
+    status = "ERROR" if result.error else _finished_status(len(curve), search.max_epochs)
     trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
     # BOHB's ConfigSpace hands out numpy scalars
-    return RayTrial(trial_id, plain(dict(result.config)), curve, status, best.path if best else None, history,
-                    _last_line(result.error))
+    return TrialSummary(trial_id, plain(dict(result.config)), curve, status, _last_line(result.error),
+                        checkpoint=best.path if best else None, history=history)
+
+
+def _finished_status(epochs: int, max_epochs: int) -> str:
+    """SUCCEEDED for a trial that ran its epoch budget, else how far it got before its scheduler stopped it."""
+    return "SUCCEEDED" if epochs >= max_epochs else f"STOPPED AFTER {epochs}"
 
 
 def _last_line(error: BaseException | None) -> str | None:

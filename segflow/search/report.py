@@ -3,7 +3,7 @@
 search-figures/trials.png      the search metric per trial (best epoch) and per epoch for every trial
 search-figures/parameters.png  each searched parameter against the metric
 The best model's own figures (10 validation images, loss curves, precision and recall) are the ones
-`publish` wrote to eval/figures/ and are linked from there.
+`publish` wrote into the run's evaluation folder, linked by `figure_links`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from segflow.config.recipe import ChoiceParam, Recipe  # noqa: E402
-from segflow.evaluate import DPI  # noqa: E402
+from segflow.evaluate import DPI, figure_links  # noqa: E402
 from segflow.evaluate import metrics as metric_fns  # noqa: E402
 from segflow.search.trial import recipe_key  # noqa: E402
 
@@ -54,7 +54,7 @@ def write(recipe: Recipe, trials, best, history: list[dict], model, path: Path, 
         f"{model.evaluation.evaluation.split} split: "
         + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if k.startswith(("miou", "mean_dice", "accuracy",
                                                                                    "mean_precision", "mean_recall")))
-        + ". Full evaluation: [eval/report.md](eval/report.md).",
+        + ".",
         "",
         "## Trials",
         "",
@@ -70,18 +70,7 @@ def write(recipe: Recipe, trials, best, history: list[dict], model, path: Path, 
         "",
         "## The best model",
         "",
-        "Train and validation loss per epoch of the best trial:",
-        "",
-        "![loss per epoch](eval/figures/loss.png)",
-        "",
-        "10 validation images, ground truth and prediction:",
-        "",
-        "![10 validation images](eval/figures/samples.png)",
-        "",
-        "Per-class precision and recall:",
-        "",
-        "![precision and recall](eval/figures/precision_recall.png)",
-        "",
+        figure_links(model.evaluation.figures),
     ]
     text = "\n".join(lines)
     path.write_text(text)

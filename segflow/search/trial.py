@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import ray.train
@@ -21,6 +22,7 @@ from segflow.config.loader import parse_recipe, with_overrides
 from segflow.config.recipe import Recipe
 from segflow.data import open_dataset
 from segflow.progress import SILENT
+from segflow.search.backend import TrialSummary
 from segflow.train import EpochHook, FitResult, fit, make_job
 
 TRIAL_FILE = "trial.json"
@@ -73,18 +75,23 @@ def train_trial(spec: TrialSpec, params: dict, folder: Path, *, epochs: int | No
                  resume_from=resume_from, stop=stop)
     if result.stopped_on_request:
         return result
-    (folder / TRIAL_FILE).write_text(json.dumps({
-        "params": params, "metric": result.best_metrics[spec.metric], "history": result.history,
-        "best_checkpoint": result.best_checkpoint.path, "stopped": result.stopped,
-    }, indent=2, default=float))
+    record = TrialSummary(folder.name, params, [float(epoch[spec.metric]) for epoch in result.history],
+                          result.stopped or "SUCCEEDED", final=result.best_metrics[spec.metric],
+                          checkpoint=result.best_checkpoint.path, history=result.history)
+    (folder / TRIAL_FILE).write_text(json.dumps(asdict(record), indent=2, default=float))
     return result
 
 
-def read_trial(folder: Path) -> dict:
-    return json.loads((folder / TRIAL_FILE).read_text())
+def has_record(folder: Path) -> bool:
+    """Whether the trial in `folder` ran to its end (a failed or stopped one leaves no TRIAL_FILE)."""
+    return (folder / TRIAL_FILE).is_file()
 
 
-def nni_trial(params: dict, args: dict, report) -> float:
+def read_trial(folder: Path) -> TrialSummary:
+    return TrialSummary(**json.loads((folder / TRIAL_FILE).read_text()))
+
+
+def train_nni_trial(params: dict, args: dict, report) -> float:
     """NNI's trial function (segflow.search.nni_trial runs it): one intermediate result per epoch.
 
     `args` holds the TrialSpec, the search folder and the driver's Ray address, so every trial

@@ -70,6 +70,14 @@ class Store(ABC):
     def fetch_url(self, key: str, expires_s: int = 3600) -> str:
         """A URL another program can download the object from: file:// locally, a presigned GET on S3."""
 
+    def local_path(self) -> Path | None:
+        """The folder holding this store's objects when it is on this machine's file system, else None.
+
+        Code that can work on files in place (a dataset read without copying, a search's working
+        folder beside its run) asks the store, instead of testing which backend it is.
+        """
+        return None
+
     def child(self, prefix: str) -> Store:
         """The same store rooted one or more folders deeper."""
         return open_store(join_uri(self.uri, prefix), **self._child_options())

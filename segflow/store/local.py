@@ -25,6 +25,9 @@ class LocalStore(Store):
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store root {self.root} is a file, not a folder; choose another --out")
 
+    def local_path(self) -> Path:
+        return self.root
+
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if path != self.root and self.root not in path.parents:

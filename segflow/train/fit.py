@@ -23,10 +23,10 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from segflow.errors import ModelError, TrainError
+from segflow.evaluate import pick_best
 from segflow.models import ModelConfig
 from segflow.progress import TERMINAL, Progress
-from segflow.store import open_store
-from segflow.store.s3 import S3Settings
+from segflow.store import S3Settings, open_store
 from segflow.train.job import TrainJob
 from segflow.train.loop import HISTORY_FILE, STOPPED_ON_REQUEST, train_worker
 from segflow.train.progress import ProgressBoard, follow
@@ -214,14 +214,13 @@ def _relay_epochs(relay: Queue | None, thread: threading.Thread, on_epoch: Epoch
 
 
 def _best(result, metric: str, mode: str):
-    scored = [(c, m) for c, m in (result.best_checkpoints or []) if metric in m]
-    if not scored:
+    best = pick_best(result.best_checkpoints or [], lambda pair: pair[1].get(metric), mode)
+    if best is None:
         raise TrainError(
             f"no reported epoch has the monitored metric {metric!r}; set training.monitor to one the "
             f"run reports: {', '.join(sorted(result.metrics or {}))}"
         )
-    pick = min if mode == "min" else max
-    return pick(scored, key=lambda pair: pair[1][metric])
+    return best
 
 
 def _check_resumable(storage_uri: str, name: str, job: TrainJob) -> None:
@@ -242,9 +241,10 @@ def _check_resumable(storage_uri: str, name: str, job: TrainJob) -> None:
 
 
 def _delete_run(storage_uri: str, name: str) -> None:
-    if storage_uri.startswith("s3://"):
-        store = open_store(storage_uri).child(name)
-        for obj in store.list():
-            store.delete(obj.key)
-    else:
-        shutil.rmtree(Path(ray_storage(storage_uri)) / name, ignore_errors=True)
+    store = open_store(storage_uri).child(name)
+    local = store.local_path()
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    for obj in store.list():
+        store.delete(obj.key)

@@ -16,6 +16,7 @@ import torch
 from segflow.data import PreparedDataset
 from segflow.evaluate import EvalResult, evaluate_split, write_evaluation
 from segflow.evaluate import metrics as metric_fns
+from segflow.layout import RUN, ModelRecord
 from segflow.models import ModelConfig, create_model, load_weights
 from segflow.models.artifact import save_model
 from segflow.store import join_uri
@@ -31,6 +32,11 @@ class TrainOutcome:
     evaluation: EvalResult
     fit: FitResult
     wall_time_s: float
+
+    @property
+    def record(self) -> ModelRecord:
+        """The published model as a pipeline step hands it on."""
+        return ModelRecord(self.model_uri, self.model_version)
 
 
 def publish(job: TrainJob, dataset: PreparedDataset, result: FitResult, out_uri: str, *, started: float,
@@ -53,10 +59,10 @@ def publish(job: TrainJob, dataset: PreparedDataset, result: FitResult, out_uri:
     # The best epoch was picked on val; report on the held-out test split where there is one.
     evaluation = evaluate_split(network, job.model, dataset, "test" if "test" in dataset.manifest.shards else "val")
     card["metrics"] = {"split": evaluation.split} | metric_fns.scalars(evaluation.metrics)
-    model_uri = join_uri(out_uri, "model")
+    model_uri = join_uri(out_uri, RUN.model)
     card = save_model(model_uri, network, job.model, card, result.history)
-    report = write_evaluation(evaluation, job.model, join_uri(out_uri, "eval"), history=result.history,
-                              card=card | {"model_uri": model_uri},
+    report = write_evaluation(evaluation, job.model, join_uri(out_uri, RUN.eval.root), history=result.history,
+                              card=card | ModelRecord(model_uri, card["version"]).metadata(),
                               title=f"{recipe.name}: {job.model.name} on the {evaluation.split} split")
     return TrainOutcome(model_uri, card["version"], report, result, time.monotonic() - started)
 

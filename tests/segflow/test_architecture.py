@@ -1,8 +1,8 @@
 """segflow's packages import each other in one direction: no cycle, and no package above its layer.
 
 The layers, bottom to top (a package may import only packages of lower layers):
-    errors | progress -> store -> config -> data -> models -> evaluate -> train -> search | compress -> cli
-errors.py and progress.py are single modules that several layers use. store sits under config
+    errors | progress | layout -> store -> config -> data -> models -> evaluate -> train -> search | compress -> cli
+errors.py, progress.py and layout.py (the run folder's paths) are single modules that several layers use. store sits under config
 because config/loader.py reads a recipe from a store URI. search and compress share a layer, so
 neither may import the other. Every import counts: module level, inside functions and in
 TYPE_CHECKING blocks, since each is a dependency a reader must follow, and a cycle that only
@@ -22,7 +22,7 @@ import segflow
 
 ROOT = Path(segflow.__file__).parent
 LAYERS = {
-    "errors": 0, "progress": 0, "store": 1, "config": 2, "data": 3, "models": 4, "evaluate": 5, "train": 6,
+    "errors": 0, "progress": 0, "layout": 0, "store": 1, "config": 2, "data": 3, "models": 4, "evaluate": 5, "train": 6,
     "search": 7, "compress": 7, "cli": 8,
 }
 
@@ -142,7 +142,7 @@ def test_the_reader_sees_function_level_type_checking_and_relative_imports(tmp_p
 
 # ---- faces: other packages import a core package through its __init__'s __all__ -------------
 
-FACED = ("models", "evaluate", "train", "compress")
+FACED = ("store", "models", "evaluate", "train", "search", "compress")
 # Public to segflow.compress only: the modules of the models it writes (see segflow/models/__init__.py).
 COMPRESSED_MODELS = {"darts", "pruned", "quantized", "traced"}
 

@@ -133,7 +133,7 @@ def nine_runs(tmp_path_factory) -> dict[str, Run]:
     print(f"\nNNI tuners (trials, best metric, wall time; {PARALLEL_EXPERIMENTS} experiments at a time):",
           file=sys.stderr)
     for run in runs:
-        best = f"{run.result.best_metric:.4f}" if run.result else "FAILED"
+        best = f"{run.result.best.final:.4f}" if run.result else "FAILED"
         trials = len(run.result.trials) if run.result else 0
         print(f"  {run.algo:10s} {trials} trials  best {best}  {run.wall_s:5.1f} s", file=sys.stderr)
     return {run.algo: run for run in runs}
@@ -150,12 +150,12 @@ def test_tuner_completes_a_real_experiment(nine_runs, algo):
     space = search(algo).space
     for trial in result.trials:
         assert set(trial.params) == set(space), "TRIAL_BUDGET must not leak into params"
-        assert trial.metric == pytest.approx(loss(trial.params)), "metric filed under another trial's params"
-        assert trial.intermediate == pytest.approx([trial.metric + 1.0, trial.metric + 0.5])
+        assert trial.final == pytest.approx(loss(trial.params)), "metric filed under another trial's params"
+        assert trial.curve == pytest.approx([trial.final + 1.0, trial.final + 0.5])
         assert trial.duration_s > 0
     pick = max if algo in MAXIMIZED else min
-    assert result.best_metric == pick(trial.metric for trial in result.trials)
-    assert loss(result.best_params) == pytest.approx(result.best_metric)
+    assert result.best.final == pick(trial.final for trial in result.trials)
+    assert loss(result.best.params) == pytest.approx(result.best.final)
 
 
 @pytest.mark.slow

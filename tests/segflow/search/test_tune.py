@@ -22,7 +22,7 @@ from segflow.config.loader import with_overrides
 from segflow.data import prep
 from segflow.errors import ConfigError, SearchError
 from segflow.progress import SILENT
-from segflow.search.run import check_fits, check_metric, check_search, search
+from segflow.search.tune import check_fits, check_metric, check_search, tune
 from support.signals import assert_ctrl_c_raises_keyboard_interrupt
 
 TINY = ["data.num_images=40", "data.image_size=[32,32]", "training.batch_size=8", "training.num_workers=1",
@@ -63,7 +63,7 @@ def assert_search_outcome(result, out: Path, trials: int) -> None:
 def test_ray_optuna_with_asha_trains_every_trial_and_promotes_the_best(dataset, tmp_path):
     recipe = tiny("search.backend=ray", "search.algo=optuna", "search.scheduler=asha", "search.trials=4",
                   "search.max_epochs=2")
-    result = search(recipe, str(tmp_path), dataset_uri=dataset, show_progress=False)
+    result = tune(recipe, str(tmp_path), dataset_uri=dataset, progress=SILENT)
     assert_ctrl_c_raises_keyboard_interrupt()  # Ray Tune's handlers are gone with the search
     assert_search_outcome(result, tmp_path, 4)
     assert all(1 <= len(t.curve) <= 2 for t in result.trials)
@@ -74,7 +74,7 @@ def test_ray_optuna_with_asha_trains_every_trial_and_promotes_the_best(dataset, 
 @pytest.mark.timeout(600)
 def test_ray_bohb_hands_out_budgets_through_its_hyperband(dataset, tmp_path):
     recipe = tiny("search.backend=ray", "search.algo=bohb", "search.trials=4", "search.max_epochs=2")
-    result = search(recipe, str(tmp_path), dataset_uri=dataset, show_progress=False)
+    result = tune(recipe, str(tmp_path), dataset_uri=dataset, progress=SILENT)
     assert_search_outcome(result, tmp_path, 4)
 
 
@@ -82,7 +82,7 @@ def test_ray_bohb_hands_out_budgets_through_its_hyperband(dataset, tmp_path):
 @pytest.mark.timeout(600)
 def test_nni_tpe_trials_train_and_report_each_epoch(dataset, tmp_path):
     recipe = tiny("search.backend=nni", "search.algo=tpe", "search.trials=4", "search.max_epochs=2")
-    result = search(recipe, str(tmp_path), dataset_uri=dataset, show_progress=False)
+    result = tune(recipe, str(tmp_path), dataset_uri=dataset, progress=SILENT)
     assert_search_outcome(result, tmp_path, 4)
     assert all(len(t.curve) == 2 and t.status == "SUCCEEDED" for t in result.trials)
     assert result.web_ui and result.web_ui in (tmp_path / "hyperparameter-optimization.md").read_text()

@@ -3,8 +3,7 @@
 import pytest
 
 from segflow.errors import StoreError
-from segflow.store import latest_version, list_versions, open_store, publish_version
-from segflow.store.versions import read_manifest
+from segflow.store import latest_version, list_versions, open_store, publish_version, read_manifest
 
 
 def test_roundtrip_records_and_checks_sha256(tmp_path):
@@ -75,3 +74,12 @@ def test_fetch_url_is_a_file_url_another_program_can_read(tmp_path):
         assert response.read() == b"archive"
     with pytest.raises(StoreError, match="a/missing.mar does not exist"):
         store.fetch_url("a/missing.mar")
+
+
+def test_local_path_is_the_folder_holding_the_objects(tmp_path):
+    store = open_store(tmp_path / "store")
+    store.put_bytes("a/b.bin", b"hello")
+    assert (store.local_path() / "a" / "b.bin").read_bytes() == b"hello"
+    assert store.child("a").local_path() == store.local_path() / "a"
+    s3 = open_store("s3://bucket/prefix", endpoint="http://127.0.0.1:1", access_key="k", secret_key="s")
+    assert s3.local_path() is None

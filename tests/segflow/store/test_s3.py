@@ -21,8 +21,7 @@ from minio.commonconfig import ENABLED
 from minio.versioningconfig import VersioningConfig
 
 from segflow.errors import StoreError
-from segflow.store import open_store, publish_version
-from segflow.store.versions import list_versions, read_manifest
+from segflow.store import list_versions, open_store, publish_version, read_manifest
 from support.s3server import read_only_user
 
 

@@ -15,11 +15,10 @@ parameter types, the metric's name, and whether `concurrency` trials fit the CPU
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -28,29 +27,14 @@ import ray.train
 from segflow.config.recipe import Recipe
 from segflow.errors import SearchError
 from segflow.evaluate import metrics as metric_fns
-from segflow.progress import SILENT, TERMINAL
+from segflow.progress import TERMINAL, Progress
 from segflow.search import report as search_report
-from segflow.search.trial import TrialSpec, read_trial, trial_recipe
+from segflow.search.backend import TrialSummary, best_trial, open_backend
+from segflow.search.trial import TrialSpec, trial_recipe
 from segflow.store import join_uri, open_store
-from segflow.store.local import LocalStore
 from segflow.train import FitResult, TrainOutcome, ensure_ray, make_job, publish, resolve_dataset
 
 REPORT = "hyperparameter-optimization.md"
-
-
-@dataclass(frozen=True)
-class TrialSummary:
-    name: str
-    params: dict
-    curve: list[float]  # the search metric per epoch run
-    status: str
-    error: str | None = None  # why a failed trial failed, where the backend says
-
-    def best(self, mode: str) -> float:
-        values = [v for v in self.curve if math.isfinite(v)]
-        if not values:
-            return math.nan
-        return min(values) if mode == "min" else max(values)
 
 
 @dataclass(frozen=True)
@@ -69,17 +53,7 @@ class SearchOutcome:
 
 def check_search(recipe: Recipe) -> None:
     """Algorithm, parameter types and budget: everything that needs no data."""
-    search = recipe.search
-    if search.backend == "nni":
-        from segflow.search.space import check_algo_supports
-
-        check_algo_supports(search.algo, search.space)
-        if search.scheduler:
-            raise SearchError("search.scheduler is for the Ray backend; NNI's Hyperband and BOHB bring their own")
-    else:
-        from segflow.search.ray_backend import check_ray_algo
-
-        check_ray_algo(search)
+    open_backend(recipe.search).check()
     check_fits(recipe)
 
 
@@ -118,86 +92,46 @@ def _capacity() -> tuple[float, float]:
     return float(os.cpu_count() or 1), float(torch.cuda.device_count())
 
 
-@dataclass(frozen=True)
-class _BackendResult:
-    trials: list[TrialSummary]
-    best: str  # the best trial's name
-    checkpoint: str  # the folder of the best trial's best epoch
-    history: list[dict]  # the best trial's epochs
-    web_ui: str | None = None
-
-
-def search(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_path: Path | None = None,
-           show_progress: bool = True) -> SearchOutcome:
+def tune(recipe: Recipe, out_uri: str, *, dataset_uri: str | None = None, data_path: Path | None = None,
+         progress: Progress = TERMINAL) -> SearchOutcome:
+    """Search, promote the best trial's best epoch to OUT/model and OUT/eval, write search.json and the report."""
     started = time.monotonic()
     check_search(recipe)
-    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, TERMINAL if show_progress else SILENT)
+    dataset = resolve_dataset(recipe, out_uri, dataset_uri, data_path, progress)
     check_metric(recipe, make_job(recipe, dataset, out_uri).model.num_classes)
     s = recipe.search
     spec = TrialSpec(recipe=recipe.model_dump(mode="json"), dataset_uri=dataset.uri, dataset_version=dataset.version,
                      metric=s.metric, mode=s.mode, max_epochs=s.max_epochs)
     workdir = _workdir(out_uri, recipe)
     ensure_ray()
-    found = (_run_nni if s.backend == "nni" else _run_ray)(recipe, spec, workdir)
-    best = next(t for t in found.trials if t.name == found.best)
-    if not Path(found.checkpoint).is_dir():
-        raise SearchError(f"the best trial {found.best} left no checkpoint at {found.checkpoint}; see {workdir}")
-    checkpoint = ray.train.Checkpoint.from_directory(found.checkpoint)
-    result = FitResult(found.history, checkpoint, {}, found.checkpoint, "")
+    backend = open_backend(s)
+    trials = backend.run(spec, workdir)
+    best = best_trial(trials, s.mode)
+    if best.checkpoint is None or not Path(best.checkpoint).is_dir():
+        raise SearchError(f"the best trial {best.name} left no checkpoint at {best.checkpoint}; see {workdir}")
+    checkpoint = ray.train.Checkpoint.from_directory(best.checkpoint)
+    result = FitResult(best.history, checkpoint, {}, best.checkpoint, "")
     best_job = make_job(trial_recipe(recipe, best.params, s.max_epochs, s.metric, s.mode), dataset, out_uri)
     extra = {"search": {"backend": s.backend, "algo": s.algo, "trial": best.name, "params": best.params,
-                        "metric": s.metric, "value": best.best(s.mode), "trials": len(found.trials)}}
+                        "metric": s.metric, "value": best.best(s.mode), "trials": len(trials)}}
     model = publish(best_job, dataset, result, out_uri, started=started, card_extra=extra)
     wall = time.monotonic() - started
     with tempfile.TemporaryDirectory(prefix="segflow-search-") as tmp:
         folder = Path(tmp)
         (folder / "search.json").write_text(json.dumps(
             {"recipe": recipe.name, "backend": s.backend, "algo": s.algo, "metric": s.metric, "mode": s.mode,
-             "best": best.name, "trials": [asdict(t) for t in found.trials]}, indent=2, default=float))
-        search_report.write(recipe, found.trials, best, found.history, model, folder / REPORT,
-                            wall_time_s=wall, web_ui=found.web_ui)
+             "best": best.name, "trials": [t.summary() for t in trials]}, indent=2, default=float))
+        search_report.write(recipe, trials, best, best.history, model, folder / REPORT,
+                            wall_time_s=wall, web_ui=backend.web_ui)
         open_store(out_uri).put_tree(folder, last=(REPORT,))
-    return SearchOutcome(s.backend, s.algo, s.mode, found.trials, best, best.best(s.mode), model,
-                         join_uri(out_uri, REPORT), wall, found.web_ui)
+    return SearchOutcome(s.backend, s.algo, s.mode, trials, best, best.best(s.mode), model,
+                         join_uri(out_uri, REPORT), wall, backend.web_ui)
 
 
 def _workdir(out_uri: str, recipe: Recipe) -> Path:
-    store = open_store(out_uri)
-    if isinstance(store, LocalStore):
-        return store.root / "search"
+    local = open_store(out_uri).local_path()
+    if local is not None:
+        return local / "search"
     from segflow.data.dataset import cache_root
 
     return cache_root() / "search" / recipe.name
-
-
-def _run_nni(recipe: Recipe, spec: TrialSpec, workdir: Path) -> _BackendResult:
-    from segflow.search.nni_backend import run_nni
-
-    args = {"spec": spec.model_dump(mode="json"), "folder": str(workdir),
-            "ray_address": ray.get_runtime_context().gcs_address}
-    result = run_nni(recipe.search, "segflow.search.trial:nni_trial", args, workdir)
-    trials = [TrialSummary(t.trial_id, t.params, list(t.intermediate), t.status) for t in result.trials]
-    best = next(t.trial_id for t in result.trials if t.params == result.best_params and t.metric == result.best_metric)
-    record = read_trial(workdir / "trials" / best)
-    return _BackendResult(trials, best, record["best_checkpoint"], record["history"], result.web_ui)
-
-
-def _run_ray(recipe: Recipe, spec: TrialSpec, workdir: Path) -> _BackendResult:
-    from segflow.search.ray_backend import run_ray
-
-    s = recipe.search
-    outcomes = run_ray(s, spec, workdir)
-    trials = [TrialSummary(t.trial_id, t.params, t.curve, _ray_status(t.status, len(t.curve), s.max_epochs), t.error)
-              for t in outcomes]
-    ranked = [(t, o) for t, o in zip(trials, outcomes, strict=True) if math.isfinite(t.best(s.mode))]
-    if not ranked:
-        raise SearchError(f"no trial reported {s.metric!r}; see the trial errors under {workdir / 'tune'}")
-    pick = min if s.mode == "min" else max
-    best, outcome = pick(ranked, key=lambda pair: pair[0].best(s.mode))
-    return _BackendResult(trials, best.name, outcome.checkpoint_path, outcome.history)
-
-
-def _ray_status(status: str, epochs: int, max_epochs: int) -> str:
-    if status != "TERMINATED":
-        return status
-    return "SUCCEEDED" if epochs >= max_epochs else f"STOPPED AFTER {epochs}"
