@@ -1,4 +1,4 @@
-"""Build the programs the tests run for real (MinIO, Kubernetes, etcd, CoreDNS, prometheus-operator) from Go modules.
+"""Build the programs the tests run for real (MinIO, Kubernetes, etcd, CoreDNS, prometheus-operator, KubeRay) from Go.
 
 No package registry ships these binaries; the Go module proxy ships their source. Each build is
 pinned (MinIO by its module version, the others by a build-only module under tools/: its go.mod,
@@ -37,6 +37,8 @@ ETCD_VERSION = "v3.6.8"  # go.etcd.io/etcd/server/v3 there: the etcd that Kubern
 COREDNS_VERSION = "v1.15.0"  # github.com/coredns/coredns in tools/coredns/go.mod
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"  # in tools/prometheus-operator/go.mod: the newest the proxy serves
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+KUBERAY_VERSION = "v1.5.0"  # in tools/kuberay/go.mod: the newest the proxy serves
+KUBERAY = "github.com/ray-project/kuberay/ray-operator"
 HELM_VERSION = "v4.3.2"  # helm.sh/helm/v4: the helm command docs/deploy.md runs
 # Prometheus 3.5.0, the newest release prometheus-operator v0.85.0 supports (its Go module calls it v0.305.0).
 PROMETHEUS_VERSION = "v3.5.0"
@@ -155,6 +157,34 @@ def prometheus_operator_crds() -> list[Path]:
     return crds
 
 
+def kuberay(retry: bool = False) -> Built:
+    """The KubeRay operator (RayCluster, RayJob and RayService controllers), from tools/kuberay.
+
+    Its release is a constant in its source (controllers/ray/utils.KUBERAY_VERSION, in the user
+    agent and the usage-stats tags it gives Ray pods), not a link-time variable: upstream's release
+    build stamps nothing, so neither does this one. The binary has no version flag: the tests read
+    the release from the user agent it sends and the module from its build info (`go version -m`).
+    """
+    module = TOOLS / "kuberay"
+    folder = _pinned_folder("kuberay", KUBERAY_VERSION, module, STRIP)
+    binaries = {"kuberay-operator": folder / "kuberay-operator"}
+    commands = [["build", "-trimpath", f"-ldflags={STRIP}", "-o", str(binaries["kuberay-operator"]), KUBERAY]]
+    return _build("kuberay", KUBERAY_VERSION, folder, binaries, commands, module, {}, retry)
+
+
+def kuberay_crds() -> list[Path]:
+    """The CRDs KubeRay ships (RayCluster, RayJob, RayService), for a test to apply.
+
+    They come from its module source in the Go module cache, which kuberay() fills.
+    """
+    folder = CACHE / "go" / "pkg" / "mod" / f"{KUBERAY}@{KUBERAY_VERSION}" / "config" / "crd" / "bases"
+    crds = sorted(folder.glob("ray.io_*.yaml"))
+    if not crds:
+        raise FileNotFoundError(f"no CRDs in {folder}: KubeRay's module source is not in the Go module cache; "
+                                f"`PYTHONPATH=tests python -m support.gobuild` downloads it")
+    return crds
+
+
 def _pinned_folder(name: str, version: str, module: Path, ldflags: str) -> Path:
     """Where a build-only module's binaries go: named by a hash of what makes them (go.mod, go.sum, *.go, ldflags)."""
     pins = hashlib.sha256(ldflags.encode())
@@ -230,7 +260,7 @@ def main() -> int:
         print(f"[gobuild] go: {found.version} at {found.go}{fetched}")
     except gotoolchain.NoToolchain as exc:
         print(f"[gobuild] no Go toolchain: {exc}", file=sys.stderr)
-    for build in (minio, kube, coredns, prometheus_operator, prometheus, helm):
+    for build in (minio, kube, coredns, prometheus_operator, prometheus, kuberay, helm):
         _report(build(retry=True))
     return 0
 

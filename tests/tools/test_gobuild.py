@@ -6,8 +6,10 @@ Each test skips, saying why, where its build is unavailable here (no Go, or a re
 
 from __future__ import annotations
 
+import http.server
 import re
 import subprocess
+import threading
 
 import pytest
 import yaml
@@ -28,6 +30,7 @@ LINKED_ALONG = {"debug", "dnstap", "metadata", "transfer"}
     ("kubernetes", "go.etcd.io/etcd/server/v3", gobuild.ETCD_VERSION),
     ("coredns", "github.com/coredns/coredns", gobuild.COREDNS_VERSION),
     ("prometheus-operator", gobuild.PROMETHEUS_OPERATOR, gobuild.PROMETHEUS_OPERATOR_VERSION),
+    ("kuberay", gobuild.KUBERAY, gobuild.KUBERAY_VERSION),
 ])
 def test_versions_gobuild_reports_are_the_ones_go_mod_pins(module, path, version):
     """gobuild labels (and stamps) the binaries with its constants: a go.mod bump alone would mislabel them."""
@@ -90,6 +93,75 @@ def test_prometheus_operator_crds_are_the_monitoring_ones_a_chart_needs():
     assert {"servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com",
             "podmonitors.monitoring.coreos.com", "prometheuses.monitoring.coreos.com"} <= \
         {crd["metadata"]["name"] for crd in crds}
+
+
+def test_kuberay_operator_is_the_pinned_module():
+    """The build info the Go linker puts in the binary: built as the main module, ray-operator at the pinned release."""
+    built = _built(gobuild.kuberay)
+    go = gobuild.toolchain().go
+    info = subprocess.run([go, "version", "-m", str(built.binaries["kuberay-operator"])], capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+    assert re.search(rf"^\s*path\s+{re.escape(gobuild.KUBERAY)}$", info, re.MULTILINE), info
+    assert re.search(rf"^\s*mod\s+{re.escape(gobuild.KUBERAY)}\s+{re.escape(gobuild.KUBERAY_VERSION)}\s", info,
+                     re.MULTILINE), info
+
+
+def test_kuberay_operator_reports_the_pinned_release_to_the_api_server(tmp_path):
+    """KubeRay has no version flag: its release (a constant in its source) is in the user agent it sends.
+
+    A loopback HTTP listener stands where the API server would be and records the first request;
+    404s keep the operator retrying until it is stopped.
+    """
+    built = _built(gobuild.kuberay)
+    agents: list[str] = []
+    seen = threading.Event()
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            agents.append(self.headers.get("User-Agent", ""))
+            seen.set()
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"kind":"Status","apiVersion":"v1","status":"Failure","code":404}')
+
+        do_POST = do_PUT = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "probe",
+        "clusters": [{"name": "probe", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "users": [{"name": "probe", "user": {}}],
+        "contexts": [{"name": "probe", "context": {"cluster": "probe", "user": "probe"}}]}))
+    # No leader election (it needs an in-cluster namespace), no metrics or probe listeners (their ports may be taken).
+    operator = subprocess.Popen([str(built.binaries["kuberay-operator"]), "-enable-leader-election=false",
+                                 "-metrics-addr=0", "-health-probe-bind-address=0"],
+                                env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert seen.wait(60), "the operator sent no request within 60 s"
+    finally:
+        operator.kill()
+        log = operator.communicate(timeout=30)[0]
+        server.shutdown()
+        server.server_close()
+    assert agents[0] == f"kuberay-operator/{gobuild.KUBERAY_VERSION}", log[-2000:]
+
+
+def test_kuberay_crds_are_the_ray_io_kinds_served_at_v1():
+    _built(gobuild.kuberay)
+    crds = [yaml.load(path.read_text(), Loader=yaml.BaseLoader) for path in gobuild.kuberay_crds()]
+    assert {crd["kind"] for crd in crds} == {"CustomResourceDefinition"}
+    assert {crd["spec"]["group"] for crd in crds} == {"ray.io"}
+    assert sorted(crd["spec"]["names"]["kind"] for crd in crds) == ["RayCluster", "RayJob", "RayService"]
+    for crd in crds:
+        served = {version["name"] for version in crd["spec"]["versions"] if version["served"] == "true"}
+        assert "v1" in served, crd["metadata"]["name"]
 
 
 @pytest.mark.parametrize("module", sorted(path.parent.name for path in gobuild.TOOLS.glob("*/go.mod")))
