@@ -46,8 +46,8 @@ run: venv
 	$(BIN)/segflow run quickstart --run-dir $(RUN_DIR)/quickstart
 
 # The servers and the single-node cluster the tests run for real (MinIO, Kubernetes, CoreDNS,
-# prometheus-operator, Prometheus, helm) are built from their Go modules into ~/.cache/segflow:
-# only the first run builds (about 18 min of CPU on 2 cores), so it runs beside the venv's install,
+# prometheus-operator, Prometheus, helm, the KubeRay operator) are built from their Go modules into
+# ~/.cache/segflow: only the first run builds (about 22 min of CPU), so it runs beside the venv's install,
 # which mostly waits on downloads; without Go the pinned toolchain comes from the Go module proxy.
 # Then the serving image the cluster runs (tools/imagebuild, cached by its tag; --no-write: a stale
 # recorded tag fails its test instead of being rewritten); a build that fails is reported by the
