@@ -31,7 +31,7 @@ from PIL import Image
 
 from support import gobuild, node_images
 from support.helm import CHART
-from support.serving import encode, noise, reference_mask, tiny_segmenter
+from support.serving import encode, noise, post_prediction, reference_mask, tiny_segmenter
 
 pytestmark = pytest.mark.slow
 RELEASE, NAMESPACE = "segflow", "segflow-e2e"  # a namespace of its own: the docs' test uses `segflow`
@@ -127,13 +127,7 @@ def _publish(release: Release, folder: Path, seed: int) -> str:
 
 
 def _predict(url: str, token: str, image: np.ndarray, timeout: float = 60) -> tuple[int, dict, bytes]:
-    request = urllib.request.Request(f"{url}/predictions/{MODEL}", data=encode(image, "PNG"), method="POST",
-                                     headers={"Content-Type": "image/png", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+    return post_prediction(f"{url}/predictions/{MODEL}", token, encode(image, "PNG"), timeout=timeout)
 
 
 def _eventually_served(release: Release, version: str, timeout: float = 30) -> None:

@@ -20,8 +20,6 @@ import base64
 import json
 import math
 import threading
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from support import node_images
 from support.helm import CHART
 from support.monitoring import prometheus_operator
 from support.real import unavailable
-from support.serving import bad_inputs, encode, noise, save_tiny_segmenter
+from support.serving import bad_inputs, encode, noise, post_prediction, save_tiny_segmenter
 
 pytestmark = pytest.mark.slow
 RELEASE = NAMESPACE = "segflow-mon"
@@ -132,14 +130,10 @@ def _publish(release: Release, folder: Path) -> None:
         package(str(folder / "model"), ARCHIVE, name=MODEL)
 
 
-def _post(url: str, token: str, body: bytes, content_type: str) -> int:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": content_type, "Authorization": f"Bearer {token}"})
+def _status(url: str, token: str, body: bytes, content_type: str) -> int:
+    """The answer's status; 0 where no answer came (a refused or reset connection)."""
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+        return post_prediction(url, token, body, content_type)[0]
     except OSError:
         return 0
 
@@ -167,7 +161,7 @@ class Traffic(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             for body, content_type in self.requests:
-                self.statuses[_post(self.url, self.token, body, content_type)] += 1
+                self.statuses[_status(self.url, self.token, body, content_type)] += 1
             self.stop.wait(0.3)
 
     def __enter__(self) -> Traffic:

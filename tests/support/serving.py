@@ -18,6 +18,8 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +116,18 @@ def reference_mask(model: torch.nn.Module, config: ModelConfig, image: np.ndarra
         logits = model(image_to_input(resized, config)).float()
         full = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
     return probabilities(full, config.binary).argmax(dim=1)[0].numpy().astype(np.uint8)
+
+
+def post_prediction(url: str, token: str, body: bytes, content_type: str = "image/png",
+                    timeout: float = 60) -> tuple[int, dict, bytes]:
+    """POST `body` to a predictions URL with the bearer token: (status, headers, body), an HTTP error's included."""
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": content_type, "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
 
 
 def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
