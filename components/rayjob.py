@@ -1,16 +1,34 @@
 """Cluster mode of the train step: submit a KubeRay RayJob and follow it to the end.
 
 The component pod only orchestrates: the RayJob's driver runs `segflow train` on a Ray
-cluster of GPU workers that reads the dataset from, and writes the run to, MinIO. The recipe
+cluster of workers that reads the dataset from, and writes the run to, MinIO. The recipe
 travels as a JSON file next to the run (OUT/recipe.json), so the job is reproducible from
-what is in the store. A failed job fails the step with the job's own message.
+what is in the store.
+
+This module is the one source of the RayJob spec: k8s/examples/rayjob-train.yaml is its
+rendering (`python -m segflow.components.rayjob > k8s/examples/rayjob-train.yaml`, checked by a
+test), so the example and what the pipeline submits cannot drift apart.
+
+Following a job: the step ends when KubeRay's jobDeploymentStatus does (Complete, Failed,
+ValidationFailed), so KubeRay's own retries (backoffLimit, status Retrying) run to their end;
+pods that cannot start (an image that cannot be pulled, a missing Secret) fail the step with the
+kubelet's message instead of waiting for ever; and a cancelled step (SIGTERM, as when a KFP run
+is cancelled and its pod deleted) deletes the RayJob, which releases its workers. The RayJob is
+also owned by the step's pod (ownerReference from the downward API), so Kubernetes' garbage
+collector removes it with the pod even if the step is killed without a chance to clean up.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import secrets
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 from segflow.components.images import SEGFLOW
@@ -20,33 +38,73 @@ from segflow.layout import RUN, ModelRecord
 from segflow.store import join_uri, latest_version, open_store
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-MINIO_SECRET = "segflow-minio"
+RAY_VERSION = "2.60.0"
+# KubeRay's jobDeploymentStatus values that end a RayJob (ray-operator/apis/ray/v1/rayjob_types.go).
+FINISHED, FAILED = "Complete", {"Failed", "ValidationFailed"}
+# Waiting reasons of a container that will not start by waiting longer (ErrImagePull turns into
+# ImagePullBackOff and back while the kubelet retries: both count once they outlast PULL_GRACE_S).
+NEVER_STARTS = {"ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+PULL_ERRORS = {"ErrImagePull", "ImagePullBackOff"}
+PULL_GRACE_S = 20.0
+MAX_NAME = 47  # KubeRay's MaxRayJobNameLength: its RayCluster and Services add suffixes
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """Where and how RayJobs run; from the environment the pipeline's pods get (kfp-kubernetes)."""
+    """Where and how RayJobs run; from the environment the pipeline gives its pods (see from_env)."""
 
     namespace: str = "segflow"
     image: str = SEGFLOW
-    s3_endpoint: str = "http://minio.segflow.svc:9000"
-    gpu_workers: int = 1
-    cpus_per_worker: int = 4
+    s3_endpoint: str = "http://minio-service.kubeflow:9000"
+    s3_secret: str = "mlpipeline-minio-artifact"  # keys accesskey / secretkey, as Kubeflow's
+    workers: int = 2
+    gpus_per_worker: int = 1
+    cpus_per_worker: float = 4.0
     memory_per_worker: str = "24Gi"
-    service_account: str = "segflow-ray"
+    head_cpus: float = 1.0
+    head_memory: str = "8Gi"
+    active_deadline_s: int = 86_400
+    backoff_limit: int = 1
+    owner: tuple[str, str] | None = None  # the step's pod (name, uid): the RayJob goes with it
     tolerations: list[dict] = field(default_factory=lambda: [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
 
     @classmethod
     def from_env(cls) -> ClusterSettings:
+        """SEGFLOW_NAMESPACE, SEGFLOW_POD_NAME/UID (downward API), SEGFLOW_IMAGE, SEGFLOW_S3_ENDPOINT, SEGFLOW_S3_SECRET
+        (the compiled pipeline sets them); SEGFLOW_RAY_* size the Ray cluster."""
         env = os.environ
-        return cls(
-            namespace=env.get("SEGFLOW_NAMESPACE", cls.namespace),
-            image=env.get("SEGFLOW_IMAGE", cls.image),
-            s3_endpoint=env.get("SEGFLOW_S3_ENDPOINT", cls.s3_endpoint),
-            gpu_workers=int(env.get("SEGFLOW_GPU_WORKERS", cls.gpu_workers)),
-        )
+        owner = (env["SEGFLOW_POD_NAME"], env["SEGFLOW_POD_UID"]) if env.get("SEGFLOW_POD_UID") else None
+        try:
+            return cls(
+                namespace=env.get("SEGFLOW_NAMESPACE") or _own_namespace(),
+                image=env.get("SEGFLOW_IMAGE") or cls.image,
+                s3_endpoint=env.get("SEGFLOW_S3_ENDPOINT") or cls.s3_endpoint,
+                s3_secret=env.get("SEGFLOW_S3_SECRET") or cls.s3_secret,
+                workers=int(env.get("SEGFLOW_RAY_WORKERS", cls.workers)),
+                gpus_per_worker=int(env.get("SEGFLOW_RAY_GPUS_PER_WORKER", cls.gpus_per_worker)),
+                cpus_per_worker=float(env.get("SEGFLOW_RAY_CPUS_PER_WORKER", cls.cpus_per_worker)),
+                memory_per_worker=env.get("SEGFLOW_RAY_MEMORY_PER_WORKER", cls.memory_per_worker),
+                head_cpus=float(env.get("SEGFLOW_RAY_HEAD_CPUS", cls.head_cpus)),
+                head_memory=env.get("SEGFLOW_RAY_HEAD_MEMORY", cls.head_memory),
+                owner=owner,
+            )
+        except ValueError as exc:
+            raise PipelineError(f"a SEGFLOW_RAY_* setting is not a number: {exc}; set it to e.g. "
+                                "SEGFLOW_RAY_WORKERS=2, SEGFLOW_RAY_CPUS_PER_WORKER=4") from None
+
+
+def _own_namespace() -> str:
+    """The namespace this pod runs in (its ServiceAccount's), else the kubeconfig context's, else default."""
+    if SERVICE_ACCOUNT_NAMESPACE.is_file():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    try:
+        from kubernetes import config
+
+        return config.list_kube_config_contexts()[1]["context"].get("namespace") or "default"
+    except Exception:  # no kubeconfig: the caller's API client fails with its own message
+        return "default"
 
 
 def to_s3(uri: str) -> str:
@@ -57,59 +115,86 @@ def to_s3(uri: str) -> str:
     raise PipelineError(f"artifact URI {uri!r} is not in object storage; cluster runs need MinIO/S3 artifacts")
 
 
+def job_name(recipe_name: str) -> str:
+    """segflow-RECIPE-XXXXXX: a DNS-1035 label KubeRay accepts (at most 47 characters), unique per submission."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", recipe_name.lower()).strip("-") or "recipe"
+    return f"segflow-{stem}"[: MAX_NAME - 7].rstrip("-") + f"-{secrets.token_hex(3)}"
+
+
+def _quantity(cpus: float) -> str:
+    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
+
+
 def rayjob_manifest(name: str, recipe_uri: str, dataset_uri: str, out_uri: str, settings: ClusterSettings) -> dict:
+    """The RayJob: a head that schedules nothing, WORKERS workers that train, the driver `segflow train`."""
     env = [
         {"name": "SEGFLOW_S3_ENDPOINT", "value": settings.s3_endpoint},
-        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": MINIO_SECRET, "key": "accesskey"}}},
-        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": MINIO_SECRET, "key": "secretkey"}}},
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": "accesskey"}}},
+        {"name": "AWS_SECRET_ACCESS_KEY",
+         "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": "secretkey"}}},
     ]
+    gpus = settings.gpus_per_worker
     entrypoint = (f"segflow train {recipe_uri} --dataset {dataset_uri} --out {out_uri} "
-                  f"--workers {settings.gpu_workers} --set training.use_gpu=true "
-                  f"--set training.cpus_per_worker={settings.cpus_per_worker}")
-    container = {"image": settings.image, "env": env}
-    worker_resources = {"cpu": str(settings.cpus_per_worker), "memory": settings.memory_per_worker,
-                        "nvidia.com/gpu": "1"}
+                  f"--workers {settings.workers} --set training.use_gpu={'true' if gpus else 'false'} "
+                  f"--set training.cpus_per_worker={settings.cpus_per_worker:g}")
+    shm = {"name": "shm", "mountPath": "/dev/shm"}  # Ray's object store, NCCL and DataLoader workers: more than 64 MiB
+    head = {"cpu": _quantity(settings.head_cpus), "memory": settings.head_memory}
+    worker = {"cpu": _quantity(settings.cpus_per_worker), "memory": settings.memory_per_worker}
+    if gpus:
+        worker["nvidia.com/gpu"] = str(gpus)
+
+    def pod(container: dict, **spec) -> dict:
+        return {"spec": {"automountServiceAccountToken": False,  # Ray needs no Kubernetes API access
+                         "containers": [{"image": settings.image, "env": env, "volumeMounts": [shm]} | container],
+                         "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}], **spec}}
+
+    metadata = {"name": name, "namespace": settings.namespace,
+                "labels": {"app.kubernetes.io/name": "segflow", "app.kubernetes.io/component": "train"}}
+    if settings.owner:
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": settings.owner[0],
+                                        "uid": settings.owner[1]}]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "RayJob",
-        "metadata": {"name": name, "namespace": settings.namespace,
-                     "labels": {"app.kubernetes.io/name": "segflow", "app.kubernetes.io/component": "train"}},
+        "metadata": metadata,
         "spec": {
             "entrypoint": entrypoint,
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": 3600,
-            "backoffLimit": 1,
+            "backoffLimit": settings.backoff_limit,
+            "activeDeadlineSeconds": settings.active_deadline_s,
+            # The submitter only runs `ray job submit` and follows the logs: KubeRay's default asks for half a CPU.
+            "submitterPodTemplate": {"spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                                              "containers": [{"name": "ray-job-submitter", "image": settings.image,
+                                                              "resources": {"requests": {"cpu": "50m",
+                                                                                         "memory": "256Mi"},
+                                                                            "limits": {"memory": "1Gi"}}}]}},
             "rayClusterSpec": {
-                "rayVersion": "2.60.0",
+                "rayVersion": RAY_VERSION,
                 "headGroupSpec": {
-                    "rayStartParams": {"num-cpus": "0"},
-                    "template": {"spec": {"serviceAccountName": settings.service_account, "containers": [
-                        container | {"name": "ray-head",
-                                     "resources": {"requests": {"cpu": "2", "memory": "8Gi"},
-                                                   "limits": {"cpu": "2", "memory": "8Gi"}}}]}},
+                    "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},  # the head trains nothing
+                    "template": pod({"name": "ray-head", "resources": {"requests": head, "limits": head}}),
                 },
                 "workerGroupSpecs": [{
-                    "groupName": "gpu",
-                    "replicas": settings.gpu_workers,
-                    "minReplicas": settings.gpu_workers,
-                    "maxReplicas": settings.gpu_workers,
-                    "rayStartParams": {},
-                    "template": {"spec": {
-                        "serviceAccountName": settings.service_account,
-                        "tolerations": settings.tolerations,
-                        "containers": [container | {"name": "ray-worker", "resources": {
-                            "requests": worker_resources, "limits": worker_resources}}],
-                    }},
+                    "groupName": "gpu" if gpus else "cpu",
+                    "replicas": settings.workers,
+                    "minReplicas": settings.workers,
+                    "maxReplicas": settings.workers,
+                    "rayStartParams": {"num-cpus": str(max(1, math.floor(settings.cpus_per_worker)))},
+                    "template": pod({"name": "ray-worker", "resources": {"requests": worker, "limits": worker}},
+                                    **({"tolerations": settings.tolerations} if gpus else {})),
                 }],
             },
         },
     }
 
 
-def submit_and_follow(api, manifest: dict, *, poll_s: float = 5.0, timeout_s: float = 86_400) -> dict:
-    """Create the RayJob and wait for a terminal status; raise PipelineError unless it SUCCEEDED.
+def submit_and_follow(api, manifest: dict, *, core=None, poll_s: float = 5.0, timeout_s: float | None = None,
+                      log=print) -> dict:
+    """Create the RayJob and wait until KubeRay finishes it; raise PipelineError unless it completed.
 
-    `api` is a kubernetes.client.CustomObjectsApi.
+    `api` is a kubernetes.client.CustomObjectsApi, `core` a CoreV1Api for the pods' state (None: no pod
+    checks). SIGTERM while following deletes the RayJob before the step exits.
     """
     from kubernetes.client.exceptions import ApiException
 
@@ -119,32 +204,150 @@ def submit_and_follow(api, manifest: dict, *, poll_s: float = 5.0, timeout_s: fl
     except ApiException as exc:
         raise PipelineError(f"the API server refused RayJob {namespace}/{name}: {exc.status} {exc.reason}: "
                             f"{exc.body}") from None
-    deadline = time.monotonic() + timeout_s
+    log(f"RayJob {namespace}/{name} created: {manifest['spec']['entrypoint']}")
+    with _deleted_on_cancel(api, namespace, name, log):
+        try:
+            return _follow(api, core, namespace, name, manifest, poll_s, timeout_s, log)
+        except _Unstartable as exc:
+            _delete(api, namespace, name, log)
+            raise PipelineError(f"RayJob {namespace}/{name} cannot start: {exc} (the RayJob was deleted)") from None
+
+
+class _Unstartable(Exception):
+    """A pod of the job that waiting will not start."""
+
+
+def _follow(api, core, namespace: str, name: str, manifest: dict, poll_s: float, timeout_s: float | None,
+            log) -> dict:
+    timeout_s = timeout_s or manifest["spec"].get("activeDeadlineSeconds", 86_400) + 600
+    deadline, seen, pulling = time.monotonic() + timeout_s, None, {}
     while time.monotonic() < deadline:
         status = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name).get("status") or {}
-        if status.get("jobStatus") in TERMINAL or status.get("jobDeploymentStatus") == "Failed":
-            if status.get("jobStatus") == "SUCCEEDED":
-                return status
+        deployment, job = status.get("jobDeploymentStatus", ""), status.get("jobStatus", "")
+        if (deployment, job) != seen:
+            seen = (deployment, job)
+            retries = f", failed attempts {status['failed']}" if status.get("failed") else ""
+            log(f"RayJob {name}: {deployment or 'New'} / job {job or '-'}{retries}")
+        if deployment == FINISHED and job == "SUCCEEDED":
+            return status
+        if deployment == FINISHED or deployment in FAILED:
+            reason = f" ({status['reason']})" if status.get("reason") else ""
             raise PipelineError(
-                f"RayJob {namespace}/{name} ended {status.get('jobStatus') or status.get('jobDeploymentStatus')}: "
-                f"{status.get('message') or 'no message'} (kubectl -n {namespace} logs job/{name})"
-            )
+                f"RayJob {namespace}/{name} ended {deployment}{reason}, job {job or 'not started'}: "
+                f"{status.get('message') or 'no message'} (the driver's output: kubectl -n {namespace} logs "
+                f"job/{name}; the operator's view: kubectl -n {namespace} describe rayjob {name})")
+        if core is not None:
+            _check_pods(core, namespace, name, status.get("rayClusterName", ""), pulling)
         time.sleep(poll_s)
     raise PipelineError(f"RayJob {namespace}/{name} did not finish within {timeout_s:.0f} s")
 
 
-def train_on_cluster(recipe: Recipe, dataset_uri: str, out_uri: str) -> ModelRecord:
+def _check_pods(core, namespace: str, name: str, cluster: str, pulling: dict) -> None:
+    """Raise _Unstartable for a pod of the job whose container cannot start (its first such container)."""
+    from kubernetes.client.exceptions import ApiException
+
+    selectors = [f"job-name={name}"] + ([f"ray.io/cluster={cluster}"] if cluster else [])
+    for selector in selectors:
+        try:
+            pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+        except ApiException as exc:
+            if exc.status == 403:  # RBAC without pod access: KubeRay's status alone decides
+                return
+            raise
+        for pod in pods:
+            for status in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or []):
+                waiting = status.state.waiting if status.state else None
+                if waiting is None or waiting.reason not in NEVER_STARTS | PULL_ERRORS:
+                    continue
+                key = (pod.metadata.name, status.name)
+                first = pulling.setdefault(key, time.monotonic())
+                if waiting.reason in NEVER_STARTS or time.monotonic() - first >= PULL_GRACE_S:
+                    raise _Unstartable(f"pod {pod.metadata.name}, container {status.name} ({status.image}): "
+                                       f"{waiting.reason}: {waiting.message or 'no message'}")
+
+
+def _delete(api, namespace: str, name: str, log) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                            propagation_policy="Background")
+        log(f"deleted RayJob {namespace}/{name} (KubeRay removes its Ray cluster)")
+    except ApiException as exc:
+        if exc.status != 404:
+            log(f"could not delete RayJob {namespace}/{name}: {exc.status} {exc.reason}; delete it with "
+                f"kubectl -n {namespace} delete rayjob {name}")
+
+
+class _deleted_on_cancel:
+    """While following: SIGTERM (KFP cancelling the run deletes the step's pod) deletes the RayJob, then exits 143."""
+
+    def __init__(self, api, namespace: str, name: str, log):
+        self.api, self.namespace, self.name, self.log = api, namespace, name, log
+        self.previous = None
+
+    def _cancel(self, signum, frame):
+        self.log(f"cancelled (signal {signum}): deleting RayJob {self.namespace}/{self.name}")
+        _delete(self.api, self.namespace, self.name, self.log)
+        sys.exit(128 + signum)
+
+    def __enter__(self):
+        if _in_main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._cancel)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _clients():
     from kubernetes import client, config
 
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config()
     else:
         config.load_kube_config()
+    return client.CustomObjectsApi(), client.CoreV1Api()
+
+
+def train_on_cluster(recipe: Recipe, dataset_uri: str, out_uri: str) -> ModelRecord:
+    """Train RECIPE as a RayJob on DATASET_URI into OUT_URI (object-store URIs); the trained model's record."""
     settings = ClusterSettings.from_env()
     dataset_uri, out_uri = to_s3(dataset_uri), to_s3(out_uri)
     recipe_uri = join_uri(out_uri, "recipe.json")
     open_store(out_uri).put_text("recipe.json", recipe.model_dump_json(indent=2))
-    name = f"segflow-{recipe.name}-{int(time.time())}"
-    submit_and_follow(client.CustomObjectsApi(), rayjob_manifest(name, recipe_uri, dataset_uri, out_uri, settings))
+    api, core = _clients()
+    submit_and_follow(api, rayjob_manifest(job_name(recipe.name), recipe_uri, dataset_uri, out_uri, settings),
+                      core=core)
     model_uri = join_uri(out_uri, RUN.model)
     return ModelRecord(model_uri, latest_version(open_store(model_uri)))
+
+
+def example() -> dict:
+    """k8s/examples/rayjob-train.yaml: the aerial recipe on 2 GPU workers, in namespace segflow."""
+    manifest = rayjob_manifest("segflow-train", "aerial", "s3://segflow/datasets/aerial", "s3://segflow/runs/aerial",
+                               ClusterSettings(s3_endpoint="http://minio.segflow.svc:9000", s3_secret="segflow-minio"))
+    return manifest
+
+
+EXAMPLE_HEADER = """\
+# Train a recipe on a KubeRay cluster of GPU workers; checkpoints, model and report go to MinIO.
+#   kubectl apply -k k8s/ && kubectl apply -f k8s/examples/rayjob-train.yaml
+#   kubectl -n segflow get rayjob segflow-train -w
+# Generated from components/rayjob.py, the spec the pipeline's train step submits:
+#   python -m segflow.components.rayjob > k8s/examples/rayjob-train.yaml
+"""
+
+
+if __name__ == "__main__":
+    import yaml
+
+    sys.stdout.write(EXAMPLE_HEADER + yaml.safe_dump(example(), sort_keys=False))

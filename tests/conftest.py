@@ -95,6 +95,17 @@ def kube_node(tmp_path_factory) -> Node:
 
 
 @pytest.fixture(scope="session")
+def segflow_image():
+    """segflow (pipeline steps, Ray head and workers) built by tools/imagebuild at the tag the current sources give."""
+    from imagebuild import ImageBuildError, build, project
+
+    try:
+        return build(project.images()["segflow"], project.tag())
+    except ImageBuildError as exc:
+        unavailable(f"the segflow image cannot be built here: {exc}")
+
+
+@pytest.fixture(scope="session")
 def serve_image():
     """segflow-serve built by tools/imagebuild at the tag the current sources give (cached: seconds when built)."""
     from imagebuild import ImageBuildError, build, project

@@ -2,7 +2,8 @@
 
 The step runs with a token the API server issued to segflow-pipeline-runner (TokenRequest), so
 k8s/rbac.yaml decides what it may do, as in the cluster. No KubeRay operator runs here: the
-test writes the recorded statuses (tests/components/recorded, the shape KubeRay 1.7 writes) into
+test writes the recorded statuses (tests/components/recorded, the shape KubeRay 1.7 writes; the retry, written from
+KubeRay 1.5's controller, says so) into
 the RayJob's status subresource, standing in for the operator, and the step follows them.
 Where no kube-apiserver can be built these tests skip and say why; test_rayjob_submit.py replays
 the same statuses through a loopback stand-in.
@@ -87,7 +88,15 @@ def test_the_step_creates_the_rayjob_and_follows_it_to_success(runner, operator)
 def test_a_failed_job_fails_the_step_with_the_jobs_message(runner, operator):
     _, outcome = follow(runner, operator, "rayjob_failed.json")
     assert isinstance(outcome, PipelineError)
-    assert "ended FAILED: Job entrypoint command failed" in str(outcome) and "NaN/inf in epoch 3" in str(outcome)
+    assert "ended Failed (AppFailed), job FAILED: Job entrypoint command failed" in str(outcome)
+    assert "NaN/inf in epoch 3" in str(outcome)
+
+
+def test_kuberays_retries_run_to_their_end(runner, operator):
+    """A failed attempt that KubeRay retries (backoffLimit) is not the end of the step: the retry's success is."""
+    stored, outcome = follow(runner, operator, "rayjob_retried.json")
+    assert not isinstance(outcome, Exception), outcome
+    assert outcome["jobStatus"] == "SUCCEEDED" and outcome["failed"] == 1 and outcome["succeeded"] == 1
 
 
 def test_the_step_is_refused_outside_its_namespace(runner):

@@ -38,7 +38,7 @@ def test_the_crds_install_and_serve_their_kinds(kube_api):
 
 def test_k8s_applies_and_the_rayjob_is_stored_as_written(cluster):
     stored = yaml.safe_load(cluster.kubectl("-n", "segflow", "get", "rayjob", "segflow-train", "-o", "yaml").stdout)
-    written = next(d for d in yaml.safe_load_all((K8S / "rayjob-train.yaml").read_text()) if d)
+    written = next(d for d in yaml.safe_load_all((K8S / "examples" / "rayjob-train.yaml").read_text()) if d)
     assert stored["spec"]["entrypoint"] == written["spec"]["entrypoint"]
     # Nothing pruned: a field the CRD does not know would be dropped silently by a lenient server.
     assert not_as_written(written["spec"], stored["spec"]) == []
@@ -51,7 +51,7 @@ def test_k8s_applies_and_the_rayjob_is_stored_as_written(cluster):
 
 
 def test_a_misspelt_rayjob_field_is_refused_by_the_server(cluster):
-    job = copy.deepcopy(next(d for d in yaml.safe_load_all((K8S / "rayjob-train.yaml").read_text()) if d))
+    job = copy.deepcopy(next(d for d in yaml.safe_load_all((K8S / "examples" / "rayjob-train.yaml").read_text()) if d))
     job["metadata"]["name"] = "segflow-typo"
     job["spec"]["shutdownAfterJobFinish"] = job["spec"].pop("shutdownAfterJobFinishes")
     refused = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(job),

@@ -2,7 +2,7 @@
 
 The RayJob in k8s/ must pass the schema of the operator that will run it: the CRDs shipped in
 github.com/ray-project/kuberay/ray-operator at gobuild.KUBERAY_VERSION, installed on a real API
-server, accept k8s/rayjob-train.yaml as written and refuse a RayJob the schema rules out, naming
+server, accept k8s/examples/rayjob-train.yaml as written and refuse a RayJob the schema rules out, naming
 the field. The server is this module's own (etcd and kube-apiserver, no kubelet): the session's
 kube_api holds the CRDs of ../shared/schemas (KubeRay 1.7) for the other tests, and installing
 another release's over them would change what those tests check.
@@ -35,7 +35,7 @@ def kuberay_api(tmp_path_factory):
 
 
 def _rayjob() -> dict:
-    return copy.deepcopy(next(d for d in yaml.safe_load_all((K8S / "rayjob-train.yaml").read_text()) if d))
+    return copy.deepcopy(next(d for d in yaml.safe_load_all((K8S / "examples" / "rayjob-train.yaml").read_text()) if d))
 
 
 def _dry_run_create(api, job: dict):
@@ -57,7 +57,7 @@ def test_the_k8s_rayjob_is_accepted_as_written(kuberay_api):
     assert accepted.returncode == 0, accepted.stderr
     # Nothing pruned: a field this release's schema does not know would be dropped silently.
     assert not_as_written(written["spec"], yaml.safe_load(accepted.stdout)["spec"]) == []
-    applied = kuberay_api.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(K8S / "rayjob-train.yaml"),
+    applied = kuberay_api.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(K8S / "examples" / "rayjob-train.yaml"),
                                   check=False)
     assert applied.returncode == 0, applied.stderr
 

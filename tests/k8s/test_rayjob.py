@@ -20,7 +20,7 @@ def kubectl() -> str:
 
 
 def rayjobs():
-    return [doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+    return [doc for path in sorted(K8S.rglob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
             if doc and doc.get("kind") == "RayJob"]
 
 
@@ -38,6 +38,16 @@ def test_rayjob_validates_and_runs_segflow_train_on_gpu_workers():
         assert secrets and set(secrets) == {"segflow-minio"}
 
 
+def test_the_example_is_what_the_train_step_submits():
+    """One source: k8s/examples/rayjob-train.yaml is components/rayjob.py's rendering, so the two cannot drift."""
+    from segflow.components.rayjob import EXAMPLE_HEADER, example
+
+    written = (K8S / "examples" / "rayjob-train.yaml").read_text()
+    assert written.startswith(EXAMPLE_HEADER)
+    assert yaml.safe_load(written) == example(), (
+        "k8s/examples/rayjob-train.yaml is stale: python -m segflow.components.rayjob > k8s/examples/rayjob-train.yaml")
+
+
 def test_the_strict_check_catches_a_typo():
     job = copy.deepcopy(rayjobs()[0])
     job["spec"]["shutdownAfterJobFinish"] = job["spec"].pop("shutdownAfterJobFinishes")
@@ -45,10 +55,11 @@ def test_the_strict_check_catches_a_typo():
     assert any("shutdownAfterJobFinish" in e and "Additional properties" in e for e in errors)
 
 
-def test_kustomization_renders_and_every_object_validates_strictly():
+def test_kustomization_renders_and_every_object_validates_strictly_and_starts_nothing():
     rendered = subprocess.run([kubectl(), "kustomize", str(K8S)], capture_output=True, text=True, check=True).stdout
     objects = [o for o in yaml.safe_load_all(rendered) if o]
-    assert {o["kind"] for o in objects} >= {"Namespace", "ServiceAccount", "Role", "RoleBinding", "RayJob"}
+    assert {o["kind"] for o in objects} >= {"Namespace", "ServiceAccount", "Role", "RoleBinding"}
+    assert not {o["kind"] for o in objects} & {"RayJob", "RayCluster", "Job", "Pod", "Deployment"}  # no GPUs taken
     for obj in objects:
         assert validate_any(obj) == [], obj["kind"]
         assert obj["metadata"].get("namespace", "segflow") == "segflow"

@@ -1,4 +1,5 @@
-"""The images the test cluster runs besides segflow's own: the pause sandbox, CoreDNS, MinIO, Prometheus, its operator.
+"""The images the test cluster runs besides segflow's own: the pause sandbox, CoreDNS, MinIO, Prometheus, its operator,
+the KubeRay operator.
 
 No registry is reachable, so each is made here the way `make images` makes segflow's (tools/imagebuild):
 a static binary built from its pinned source (tests/support/gobuild.py; pause.c with gcc) on an
@@ -57,6 +58,11 @@ def prometheus_operator() -> tuple[Image, Image]:
     return (_static("prometheus-operator", version, {"operator": binaries["operator"]}),
             _static("prometheus-config-reloader", version,
                     {"prometheus-config-reloader": binaries["prometheus-config-reloader"]}))
+
+
+def kuberay_operator() -> Image:
+    """The KubeRay operator, which turns RayJobs into Ray clusters of pods and submits their jobs."""
+    return _static("kuberay-operator", gobuild.KUBERAY_VERSION, _binaries(gobuild.kuberay()))
 
 
 def _static(name: str, version: str, files: dict[str, Path]) -> Image:

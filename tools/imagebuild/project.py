@@ -95,7 +95,7 @@ class Copy:
 
 COPIES = (
     Copy("k8s/kustomization.yaml", r"^\s*- name: ghcr\.io/segflow/segflow\n\s*newTag: \"?([^\"\s]+)\"?$"),
-    Copy("k8s/rayjob-train.yaml", r"^\s*image: ghcr\.io/segflow/segflow:(\S+)$"),
+    Copy("k8s/examples/rayjob-train.yaml", r"^\s*(?:- )?image: ghcr\.io/segflow/segflow:(\S+)$"),
     # The chart's image.tag defaults to its appVersion: the serving image and its gateway.
     Copy("charts/segflow/Chart.yaml", r'^appVersion: "?([^"\s]+)"?$'),
 )

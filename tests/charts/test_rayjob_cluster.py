@@ -1,0 +1,306 @@
+"""The pipeline's train step on a real node: a KubeRay RayJob trains with DDP across 2 worker pods.
+
+Real here: the node (tests/support/node.py), KubeRay's operator built from its Go module and
+deployed from the manifests it ships (tests/support/kuberay.py), MinIO where Kubeflow keeps it
+(minio-service.kubeflow:9000, Secret mlpipeline-minio-artifact in the profile namespace), the
+segflow image `make images` builds, running the train component's code as the compiled pipeline
+gives it (pipelines/train_and_serve.yaml: its command, and the env its Kubernetes platform spec
+asks for), in a profile namespace, as the ServiceAccount Kubeflow runs steps as (default-editor),
+with the RBAC k8s/ ships.
+
+Stand-in, said here: no KFP backend runs on this machine (its driver and launcher are Go programs
+from github.com/kubeflow/pipelines, which the Go module proxy here refuses). The test does what
+KFP's driver would: it writes the step's executor input (the dataset artifact's minio:// URI, the
+output artifacts' URIs) and creates the pod with the compiled pipeline's env; the pod then prints
+the executor output the component wrote, which KFP's launcher would upload.
+
+The Ray cluster is sized for a 2-core node (2 workers of 0.6 CPU, no GPU), through the SEGFLOW_RAY_*
+settings the step reads. GPUs are not exercised here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segflow.components.rayjob import GROUP, PLURAL, VERSION, ClusterSettings, rayjob_manifest, submit_and_follow
+from segflow.errors import PipelineError
+from support import node_images
+from support.kuberay import kubeflow_minio, kubeflow_secret, kuberay_operator
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = "kubeflow-user-example-com"  # the namespace of Kubeflow's example profile
+STEP_SA = "default-editor"  # the ServiceAccount Kubeflow runs a profile's pipeline steps as
+RECIPE_SET = ["data.num_images=240", "training.epochs=4"]
+RAY_SIZE = {"SEGFLOW_RAY_WORKERS": "2", "SEGFLOW_RAY_GPUS_PER_WORKER": "0", "SEGFLOW_RAY_CPUS_PER_WORKER": "0.6",
+            "SEGFLOW_RAY_MEMORY_PER_WORKER": "3Gi", "SEGFLOW_RAY_HEAD_CPUS": "0.2", "SEGFLOW_RAY_HEAD_MEMORY": "3Gi"}
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_node, segflow_image):
+    """The operator, Kubeflow's MinIO, and a profile namespace with its Secret, RBAC and the segflow image."""
+    kube_node.load_images([segflow_image])
+    with kuberay_operator(kube_node), kubeflow_minio(kube_node) as minio:
+        kube_node.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROFILE}},
+                         {"apiVersion": "v1", "kind": "ServiceAccount",
+                          "metadata": {"name": STEP_SA, "namespace": PROFILE}},
+                         kubeflow_secret(PROFILE), *_profile_rbac(PROFILE)])
+        try:
+            yield kube_node, minio, segflow_image.reference
+        finally:
+            kube_node.kubectl("delete", "namespace", PROFILE, "--ignore-not-found", "--wait=true", check=False,
+                              timeout=300)
+
+
+def _profile_rbac(namespace: str) -> list[dict]:
+    """What k8s/ ships for a profile namespace, bound to its default-editor."""
+    path = REPO / "k8s" / "kubeflow" / "profile-rbac.yaml"
+    objects = [o for o in yaml.safe_load_all(path.read_text()) if o]
+    for obj in objects:
+        if obj["kind"] in ("Role", "RoleBinding", "ServiceAccount"):
+            obj["metadata"]["namespace"] = namespace
+        for subject in obj.get("subjects", []):
+            subject["namespace"] = namespace
+    return objects
+
+
+@pytest.fixture
+def api(cluster):
+    from kubernetes import client
+
+    node = cluster[0]
+    return client.CustomObjectsApi(node.api.client()), client.CoreV1Api(node.api.client())
+
+
+def _executor(pipeline: str, step: str) -> tuple[dict, dict]:
+    """The step's container and its Kubernetes platform settings, from the compiled pipeline."""
+    spec, platform = [d for d in yaml.safe_load_all((REPO / "pipelines" / f"{pipeline}.yaml").read_text()) if d]
+    executor = f"exec-{step}"
+    return (spec["deploymentSpec"]["executors"][executor]["container"],
+            platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].get(executor, {}))
+
+
+def _env(container: dict, platform: dict) -> list[dict]:
+    """The env KFP's driver gives the step's pod: the container's own, Secret keys and downward-API fields."""
+    env = [{"name": e["name"], "value": e["value"]} for e in container.get("env", [])]
+    for secret in platform.get("secretAsEnv", []):
+        name = secret.get("secretName") or secret["secretNameParameter"]["runtimeValue"]["constant"]
+        env += [{"name": k["envVar"], "valueFrom": {"secretKeyRef": {"name": name, "key": k["secretKey"]}}}
+                for k in secret["keyToEnv"]]
+    env += [{"name": f["name"], "valueFrom": {"fieldRef": {"fieldPath": f["fieldPath"]}}}
+            for f in platform.get("fieldPathAsEnv", [])]
+    return env
+
+
+def _artifact(name: str, schema: str, uri: str, metadata: dict | None = None) -> dict:
+    return {"artifacts": [{"name": name, "type": {"schemaTitle": schema}, "uri": uri, "metadata": metadata or {}}]}
+
+
+def _train_step_pod(name: str, image: str, recipe_json: str, dataset_uri: str, root: str) -> dict:
+    """The train step's pod as KFP's driver would make it, cluster=True, printing the executor output at the end."""
+    container, platform = _executor("train_and_serve", "train")
+    executor_input = {
+        "inputs": {"parameterValues": {"recipe_json": recipe_json, "overrides_json": "{}", "cluster": True},
+                   "artifacts": {"dataset": _artifact("dataset", "system.Dataset", dataset_uri)}},
+        "outputs": {"parameters": {"Output": {"outputFile": "/tmp/kfp_outputs/Output"}},
+                    "artifacts": {"run": _artifact("run", "system.Model", f"{root}/run"),
+                                  "metrics": _artifact("metrics", "system.Metrics", f"{root}/metrics"),
+                                  "report": _artifact("report", "system.HTML", f"{root}/report")},
+                    "outputFile": "/tmp/kfp_outputs/output_metadata.json"}}
+    args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
+    script = " ".join(["exec", *map(_quote, container["command"] + args)])
+    command = ["sh", "-c", f"({script}) && echo EXECUTOR-OUTPUT && cat /tmp/kfp_outputs/output_metadata.json"]
+    env = _env(container, platform) + [{"name": k, "value": v} for k, v in RAY_SIZE.items()]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": PROFILE},
+            "spec": {"serviceAccountName": STEP_SA, "restartPolicy": "Never",
+                     "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", "command": command,
+                                     "env": env, "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}},
+                                     "volumeMounts": [{"name": "minio", "mountPath": "/minio"},
+                                                      {"name": "tmp", "mountPath": "/tmp"}]}],
+                     "volumes": [{"name": "minio", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]}}
+
+
+def _quote(word: str) -> str:
+    import shlex
+
+    return shlex.quote(word)
+
+
+def _prep_quickstart(minio, monkeypatch) -> tuple[object, str]:
+    """The quickstart dataset (smaller), prepared into Kubeflow's MinIO as a prep step would have."""
+    from segflow.config import load_recipe
+    from segflow.data import prep
+    from segflow.progress import SILENT
+
+    for key, value in minio.env().items():
+        monkeypatch.setenv(key, value)
+    recipe = load_recipe("quickstart", RECIPE_SET)
+    uri = "s3://mlpipeline/v2/artifacts/e2e/prep/dataset"
+    prep(recipe, None, uri, progress=SILENT)
+    return recipe, uri
+
+
+def _wait_for_checkpoint(node, out: str, pod: str, timeout: float) -> None:
+    """Until Ray Train has written a checkpoint of the run into MinIO (the step's pod still running)."""
+    from segflow.store import open_store
+
+    store = open_store(out)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any("checkpoint_" in info.key for info in store.list("ray")):
+            return
+        phase = node.kubectl("-n", PROFILE, "get", "pod", pod, "-o", "jsonpath={.status.phase}").stdout
+        if phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(2)
+    raise AssertionError(f"no checkpoint under {out}/ray within {timeout:.0f} s:\n{node.diagnose(PROFILE)}")
+
+
+def _wait_finished(node, pod: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        phase = node.kubectl("-n", PROFILE, "get", "pod", pod, "-o", "jsonpath={.status.phase}").stdout
+        if phase in ("Succeeded", "Failed"):
+            return phase
+        time.sleep(3)
+    raise AssertionError(f"the train step did not finish within {timeout:.0f} s:\n{node.diagnose(PROFILE)}")
+
+
+def test_the_train_step_trains_with_ddp_on_two_worker_pods_and_survives_losing_one(cluster, monkeypatch, tmp_path):
+    from segflow.config import recipe_to_json
+    from segflow.progress import SILENT
+    from segflow.store import open_store
+    from segflow.train import train
+
+    node, minio, image = cluster
+    recipe, dataset = _prep_quickstart(minio, monkeypatch)
+    root = "minio://mlpipeline/v2/artifacts/e2e/train"
+    out = "s3://mlpipeline/v2/artifacts/e2e/train/run"
+    started = time.monotonic()
+    node.apply([_train_step_pod("train", image, recipe_to_json(recipe), dataset.replace("s3://", "minio://"), root)])
+
+    # DDP across two pods: both workers of the job's Ray cluster run, on their own pod addresses
+    _wait_for_checkpoint(node, out, "train", timeout=600)
+    workers = json.loads(node.kubectl("-n", PROFILE, "get", "pods", "-l", "ray.io/node-type=worker", "-o",
+                                      "json").stdout)["items"]
+    assert len(workers) == 2 and len({w["status"]["podIP"] for w in workers}) == 2
+    killed = workers[0]["metadata"]["name"]
+    node.kubectl("-n", PROFILE, "delete", "pod", killed, "--grace-period=0", "--force")
+
+    phase = _wait_finished(node, "train", timeout=900)
+    log = node.kubectl("-n", PROFILE, "logs", "train").stdout
+    assert phase == "Succeeded", f"the train step ended {phase}:\n{log[-4000:]}\n{node.diagnose(PROFILE)}"
+    cluster_s = time.monotonic() - started
+    executor_output = json.loads(log.split("EXECUTOR-OUTPUT", 1)[1])
+    quality = executor_output["parameterValues"]["Output"]
+    model = executor_output["artifacts"]["run"]["artifacts"][0]["metadata"]
+    # the model and its evaluation are in MinIO, where the step's Model artifact says
+    assert open_store(model["model_uri"]).list(), model
+    history = json.loads(open_store(out).get_text("eval/history.json"))
+    assert [e["epoch"] for e in history] == list(range(1, recipe.training.epochs + 1))  # resumed, not restarted
+    job = json.loads(node.kubectl("-n", PROFILE, "get", "rayjobs", "-o", "json").stdout)["items"][0]
+    assert job["status"]["jobStatus"] == "SUCCEEDED" and not job["status"].get("failed")  # Ray Train recovered
+
+    # the same recipe trained here, in-process, reaches the same quality within noise
+    started = time.monotonic()
+    local = train(recipe, str(tmp_path / "local"), dataset_uri=dataset, progress=SILENT)
+    local_quality = local.evaluation.evaluation.metrics["miou"]
+    print(f"cluster: mIoU {quality:.4f} in {cluster_s:.0f} s (a worker pod killed after the first checkpoint); "
+          f"local: mIoU {local_quality:.4f} in {time.monotonic() - started:.0f} s")
+    assert abs(quality - local_quality) <= 0.05
+
+
+def _manifest(name: str, image: str, **spec) -> dict:
+    settings = ClusterSettings(namespace=PROFILE, image=image, workers=1, gpus_per_worker=0, cpus_per_worker=0.2,
+                               memory_per_worker="1Gi", head_cpus=0.1, head_memory="1Gi")
+    manifest = rayjob_manifest(name, "quickstart", "s3://mlpipeline/none", "s3://mlpipeline/none", settings)
+    manifest["spec"].update(spec)
+    return manifest
+
+
+def _gone(custom, name: str, timeout: float) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, PROFILE, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        time.sleep(0.5)
+    return False
+
+
+def test_a_rayjob_kuberay_refuses_ends_the_step_with_the_operators_message_within_a_minute(cluster, api):
+    custom, core = api
+    manifest = _manifest("segflow-invalid", cluster[2], shutdownAfterJobFinishes=False)  # with a TTL: refused
+    started = time.monotonic()
+    with pytest.raises(PipelineError, match="ValidationFailed.*shutdownAfterJobFinishes set to false cannot have "
+                                            "TTLSecondsAfterFinished"):
+        submit_and_follow(custom, manifest, core=core, poll_s=1, log=lambda _: None)
+    assert time.monotonic() - started < 60
+
+
+def test_a_missing_image_ends_the_step_with_the_kubelets_message_and_deletes_the_rayjob(cluster, api):
+    custom, core = api
+    manifest = _manifest("segflow-no-image", "localhost/segflow-test/absent:1")
+    started = time.monotonic()
+    with pytest.raises(PipelineError, match=r"cannot start: pod .*absent:1.*(ErrImagePull|ImagePullBackOff)"):
+        submit_and_follow(custom, manifest, core=core, poll_s=1, log=lambda _: None)
+    assert time.monotonic() - started < 60
+    assert _gone(custom, "segflow-no-image", 30)
+
+
+def test_cancelling_the_step_deletes_its_rayjob(cluster, api, tmp_path):
+    """SIGTERM, as the kubelet sends when a cancelled KFP run's pod is deleted."""
+    custom, _ = api
+    node = cluster[0]
+    manifest = _manifest("segflow-cancelled", cluster[2], suspend=True)  # a job that waits, holding nothing
+    (tmp_path / "job.json").write_text(json.dumps(manifest))
+    step = subprocess.Popen(
+        [sys.executable, "-c", "import json, sys\nfrom kubernetes import client, config\n"
+         "from segflow.components.rayjob import submit_and_follow\nconfig.load_kube_config()\n"
+         "submit_and_follow(client.CustomObjectsApi(), json.load(open(sys.argv[1])), poll_s=1)\n",
+         str(tmp_path / "job.json")],
+        env=os.environ | {"KUBECONFIG": str(node.api.kubeconfig)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "created" not in (line := step.stdout.readline()):
+            assert time.monotonic() < deadline and line, "the step did not create its RayJob"
+        step.terminate()
+        output = step.communicate(timeout=30)[0]
+    finally:
+        step.kill()
+    assert step.returncode == 143, output
+    assert "deleted RayJob" in output
+    assert _gone(custom, "segflow-cancelled", 30)
+
+
+def test_the_rayjob_goes_with_the_step_pod_it_belongs_to(cluster, api):
+    """Killed without a chance to clean up, the step still leaves nothing: the RayJob is owned by its pod."""
+    from kubernetes import client
+
+    custom, core = api
+    pause = node_images.node_images().pause.reference  # on the node already: every pod's sandbox
+    pod = core.create_namespaced_pod(PROFILE, client.V1Pod(
+        metadata=client.V1ObjectMeta(name="step"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="main", image=pause,
+                                                             image_pull_policy="Never")])))
+    manifest = _manifest("segflow-owned", cluster[2], suspend=True)
+    manifest["metadata"]["ownerReferences"] = rayjob_manifest(
+        "x", "r", "s3://d/d", "s3://d/o", ClusterSettings(owner=("step", pod.metadata.uid)))["metadata"][
+        "ownerReferences"]
+    custom.create_namespaced_custom_object(GROUP, VERSION, PROFILE, PLURAL, manifest)
+    core.delete_namespaced_pod("step", PROFILE, grace_period_seconds=0)
+    assert _gone(custom, "segflow-owned", 60), "the garbage collector left the RayJob of a deleted pod"
