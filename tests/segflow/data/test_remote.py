@@ -134,3 +134,23 @@ def test_cli_prep_reads_s3_and_says_so(aerial, bucket, tmp_path):
                               str(tmp_path / "out2")], capture_output=True, text=True, timeout=300, env=no_endpoint)
     assert refused.returncode == 1 and "set SEGFLOW_S3_ENDPOINT" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.realdata
+def test_real_aerial_tiles_from_s3_equal_the_local_prep(real_dataset, s3_env, bucket, tmp_path, monkeypatch):
+    """Three real Dubai tiles (the shared dataset's Tile 1, 001-003, files as distributed) through s3:// and locally."""
+    monkeypatch.setenv("SEGFLOW_CACHE", str(tmp_path / "cache"))
+    source = real_dataset("dubai_aerial") / "Semantic segmentation dataset" / "Tile 1"
+    tile = tmp_path / "aerial" / "Semantic segmentation dataset" / "Tile 1"
+    for folder, suffix in (("images", "jpg"), ("masks", "png")):
+        (tile / folder).mkdir(parents=True)
+        for part in (1, 2, 3):
+            name = f"image_part_{part:03d}.{suffix}"
+            (tile / folder / name).write_bytes((source / folder / name).read_bytes())
+    upload_folder(s3_env, tmp_path / "aerial", bucket, PREFIX)
+    recipe = aerial_recipe()
+    local = prep(recipe, tmp_path / "aerial", str(tmp_path / "from-local"), progress=SILENT)
+    remote = prep(recipe, f"s3://{bucket}/{PREFIX}", str(tmp_path / "from-s3"), progress=SILENT)
+    assert remote.version == local.version and remote.manifest.sources == local.manifest.sources
+    assert remote.manifest.splits["train"].samples > 0
+    assert remote.manifest.ignored_colours == local.manifest.ignored_colours
