@@ -50,7 +50,9 @@ def recipes() -> None:
 def prep(
     recipe: Annotated[str, typer.Argument(help="recipe name (see `segflow recipes`) or YAML path")],
     out: Annotated[str, typer.Option("--out", help="dataset artifact URI: a folder or s3://bucket/prefix")],
-    data: Annotated[Path | None, typer.Option("--data", help="dataset root as downloaded (default: the recipe's data.path)")] = None,
+    data: Annotated[str | None, typer.Option("--data", help=(
+        "dataset root as distributed: a folder, or that folder uploaded to s3://bucket/prefix "
+        "(default: the recipe's data.path)"))] = None,
     overrides: SetOption = None,
     force: Annotated[bool, typer.Option(help="prepare again even if the same inputs were already prepared")] = False,
 ) -> None:

@@ -1,9 +1,10 @@
 """`segflow prep`: a dataset as downloaded -> a versioned, validated dataset artifact.
 
-Steps: scan the folder (format reader), hash every source file, split deterministically,
-load and check every item, cut it into fixed-size samples, write shards and a manifest into a
-local staging folder, then publish that folder to the store as one version. Problems with
-individual files are collected and reported together; if there is any, nothing is published.
+Steps: find the raw folder (local, or copied from object storage into the cache), scan it
+(format reader), hash every source file, split deterministically, load and check every item,
+cut it into fixed-size samples, write shards and a manifest into a local staging folder, then
+publish that folder to the store as one version. Problems with individual files are collected
+and reported together; if there is any, nothing is published.
 
 The version id is the content hash. The input hash (sources + data recipe + prep version)
 lets a second run with the same inputs reuse the published version instead of redoing it.
@@ -28,6 +29,7 @@ from segflow.data.base import Reader, Sample, SourceItem
 from segflow.data.formats import make_reader
 from segflow.data.layout import apply_layout
 from segflow.data.manifest import ColourPolicyReport, Manifest, ShardInfo, SplitStats
+from segflow.data.remote import locate_raw
 from segflow.data.split import SPLITS, assign_splits
 from segflow.errors import DataError
 from segflow.progress import TERMINAL, Progress
@@ -47,16 +49,20 @@ class PrepResult:
     reused: bool
 
 
-def prep(recipe: Recipe, data_root: Path | None, out_uri: str, *, force: bool = False,
+def prep(recipe: Recipe, data: str | Path | None, out_uri: str, *, force: bool = False,
          progress: Progress = TERMINAL) -> PrepResult:
-    """Prepare `recipe`'s dataset found at `data_root` into the store at `out_uri`."""
-    root = data_root if data_root is not None else (Path(recipe.data.path) if recipe.data.path else None)
-    root = root.expanduser().resolve() if root else None
-    reader = make_reader(recipe.data, root)
-    items = reader.scan()
+    """Prepare `recipe`'s dataset found at `data` into the store at `out_uri`.
+
+    `data` (default: the recipe's data.path) is the folder as distributed, or the same folder
+    uploaded to object storage (s3:// or minio:// URI), which is downloaded into the cache first.
+    """
     store = open_store(out_uri)
     with progress.bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeRemainingColumn()) as bars:
+        raw = locate_raw(data or recipe.data.path, bars)
+        root = raw.root if raw else None
+        reader = make_reader(recipe.data, root)
+        items = reader.scan()
         sources = _hash_sources(reader.sources(items), root, bars)
         input_hash = _input_hash(recipe, sources)
         if not force and (previous := _reusable(store, input_hash)):
@@ -66,7 +72,7 @@ def prep(recipe: Recipe, data_root: Path | None, out_uri: str, *, force: bool = 
             manifest = _build(recipe, reader, splits, Path(tmp), bars)
             manifest = manifest.model_copy(update={
                 "sources": sources,
-                "source_root": str(root) if root else "",
+                "source_root": raw.origin if raw else "",
                 "input_hash": input_hash,
             })
             manifest.dataset_hash = manifest.content_hash()
