@@ -83,7 +83,10 @@ class S3Store(Store):
         )
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
-        full = self._key(prefix)
+        # The store's own root is a folder: datasets/x must not list datasets/x2/...
+        full = self._key(prefix) or ""
+        if self.prefix and not prefix:
+            full += "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
         found = []
         with self._errors(prefix):

@@ -37,6 +37,13 @@ def test_roundtrip_large_multipart_object(bucket, tmp_path):
     assert [o.key for o in store.list("data")] == ["data/big.bin"]
 
 
+def test_a_store_lists_its_own_folder_not_its_siblings(bucket):
+    open_store(f"s3://{bucket}/datasets/x2").put_bytes("a.bin", b"sibling")
+    store = open_store(f"s3://{bucket}/datasets/x")
+    store.put_bytes("b.bin", b"own")
+    assert [o.key for o in store.list()] == ["b.bin"]
+
+
 def test_child_store_and_versions(bucket, tmp_path):
     store = open_store(f"s3://{bucket}").child("datasets/x")
     local = tmp_path / "v"
