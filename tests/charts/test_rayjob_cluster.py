@@ -48,28 +48,39 @@ RAY_SIZE = {"SEGFLOW_RAY_WORKERS": "2", "SEGFLOW_RAY_GPUS_PER_WORKER": "0", "SEG
 def cluster(kube_node, segflow_image):
     """The operator, Kubeflow's MinIO, and a profile namespace with its Secret, RBAC and the segflow image."""
     kube_node.load_images([segflow_image])
+    rbac = _profile_rbac(PROFILE)
     with kuberay_operator(kube_node), kubeflow_minio(kube_node) as minio:
-        kube_node.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROFILE}},
-                         {"apiVersion": "v1", "kind": "ServiceAccount",
-                          "metadata": {"name": STEP_SA, "namespace": PROFILE}},
-                         kubeflow_secret(PROFILE), *_profile_rbac(PROFILE)])
         try:
+            kube_node.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROFILE}},
+                             {"apiVersion": "v1", "kind": "ServiceAccount",
+                              "metadata": {"name": STEP_SA, "namespace": PROFILE}},
+                             kubeflow_secret(PROFILE), *rbac])
             yield kube_node, minio, segflow_image.reference
         finally:
             kube_node.kubectl("delete", "namespace", PROFILE, "--ignore-not-found", "--wait=true", check=False,
                               timeout=300)
+            roles = [o["metadata"]["name"] for o in rbac if o["kind"] == "ClusterRole"]
+            kube_node.kubectl("delete", "clusterrole", *roles, "--ignore-not-found", check=False)
 
 
 def _profile_rbac(namespace: str) -> list[dict]:
-    """What k8s/ ships for a profile namespace, bound to its default-editor."""
-    path = REPO / "k8s" / "kubeflow" / "profile-rbac.yaml"
-    objects = [o for o in yaml.safe_load_all(path.read_text()) if o]
-    for obj in objects:
-        if obj["kind"] in ("Role", "RoleBinding", "ServiceAccount"):
-            obj["metadata"]["namespace"] = namespace
-        for subject in obj.get("subjects", []):
-            subject["namespace"] = namespace
-    return objects
+    """A profile's RBAC as Kubeflow 1.10 makes it, plus what k8s/ ships for segflow's train step.
+
+    Kubeflow's ClusterRole kubeflow-edit aggregates every ClusterRole labelled
+    aggregate-to-kubeflow-edit (kubeflow/manifests, common/kubeflow-roles), and the profile
+    controller binds it to the profile's default-editor. k8s/kubeflow/rayjob-runner.yaml adds the
+    train step's rules through that label; the node's kube-controller-manager does the aggregating.
+    """
+    shipped = [o for o in yaml.safe_load_all((REPO / "k8s" / "kubeflow" / "rayjob-runner.yaml").read_text()) if o]
+    kubeflow_edit = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                     "metadata": {"name": "kubeflow-edit"},
+                     "aggregationRule": {"clusterRoleSelectors": [
+                         {"matchLabels": {"rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit": "true"}}]}}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "default-editor", "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeflow-edit"},
+               "subjects": [{"kind": "ServiceAccount", "name": STEP_SA, "namespace": namespace}]}
+    return [kubeflow_edit, *shipped, binding]
 
 
 @pytest.fixture

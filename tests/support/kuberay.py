@@ -41,7 +41,7 @@ FIELD_MANAGER = "segflow-tests"
 
 def _upstream() -> list[dict]:
     """KubeRay's default deployment as `kubectl kustomize` renders it from the module source, less its CRDs."""
-    config = gobuild.kuberay_crds()[0].parents[1]
+    config = gobuild.kuberay_crds()[0].parents[2]  # config/crd/bases/X.yaml -> config
     kubectl = Path(sys.executable).with_name("kubectl")
     rendered = subprocess.run([str(kubectl if kubectl.is_file() else "kubectl"), "kustomize", str(config / "default")],
                               capture_output=True, text=True, check=True).stdout
