@@ -23,6 +23,11 @@ from segflow.errors import ConfigError, PipelineError
 from segflow.pipelines.conventions import ClusterConventions
 
 TOKEN_AUDIENCE = "pipelines.kubeflow.org"  # what Kubeflow's KFP API accepts in a ServiceAccount token
+_API = "/apis/v2beta1"
+_CREDENTIALS = (f"either --token-path FILE (a ServiceAccount token with audience {TOKEN_AUDIENCE}, e.g. "
+                f"`kubectl -n PROFILE create token default-editor --audience {TOKEN_AUDIENCE}`; env "
+                "KF_PIPELINES_SA_TOKEN_PATH) or --cookie 'oauth2_proxy_kubeflow=...' (from the browser after signing "
+                "in; env SEGFLOW_KFP_COOKIE)")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,12 @@ def submit_run(recipe: Recipe, host: str, experiment: str, namespace: str | None
                 run_name=f"{recipe.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", experiment_name=experiment,
                 namespace=namespace)
         except ApiException as exc:
-            raise _refused(exc, host, namespace) from None
+            raise _refused(exc, host) from None
+        except TimeoutError:  # kfp.Client's health check, asked when no namespace is given, failed 5 times
+            raise PipelineError(
+                f"Kubeflow Pipelines at {host} did not answer kfp's health check ({_API}/healthz): on a multi-user "
+                f"Kubeflow give --namespace PROFILE and credentials ({_CREDENTIALS}); otherwise check the URL"
+            ) from None
         except (HTTPError, ConnectionError, OSError) as exc:
             raise PipelineError(
                 f"cannot reach Kubeflow Pipelines at {host} ({exc.__class__.__name__}); check the URL (e.g. "
@@ -95,14 +105,10 @@ def submit_run(recipe: Recipe, host: str, experiment: str, namespace: str | None
     return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
 
 
-def _refused(exc, host: str, namespace: str | None) -> PipelineError:
+def _refused(exc, host: str) -> PipelineError:
     """The KFP API's refusal as a PipelineError that says what to change."""
     answer = f"Kubeflow Pipelines at {host} answered {exc.status} {exc.reason}"
     if exc.status in (401, 403):
-        return PipelineError(
-            f"{answer}: it does not accept these credentials{'' if namespace else ' (and no --namespace was given)'}. "
-            "A multi-user Kubeflow needs --namespace PROFILE and either --token-path FILE (a ServiceAccount token with "
-            f"audience {TOKEN_AUDIENCE}, e.g. `kubectl -n PROFILE create token default-editor --audience "
-            f"{TOKEN_AUDIENCE}`; env KF_PIPELINES_SA_TOKEN_PATH) or --cookie 'oauth2_proxy_kubeflow=...' (from the "
-            "browser after signing in; env SEGFLOW_KFP_COOKIE); the account needs edit rights in that profile")
+        return PipelineError(f"{answer}: it does not accept these credentials. A multi-user Kubeflow needs "
+                             f"--namespace PROFILE and {_CREDENTIALS}; the account needs edit rights in that profile")
     return PipelineError(f"{answer}: {(exc.body or '').strip()[:500]}")
