@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segflow.components.images import SEGFLOW
+from segflow.components import BASE_IMAGE
 from segflow.pipelines.conventions import KUBEFLOW_MINIO, KUBEFLOW_MINIO_SECRET
 
 console = Console()
@@ -140,7 +140,7 @@ S3Endpoint = Annotated[str, typer.Option(
     help="MinIO/S3 address the pods reach, compiled in as SEGFLOW_S3_ENDPOINT (default: Kubeflow's MinIO)")]
 MinioSecret = Annotated[str, typer.Option(
     help="Secret in the run's namespace with MinIO's keys accesskey/secretkey (default: Kubeflow's)")]
-Image = Annotated[str, typer.Option(help="the segflow image the steps and RayJobs run")]
+Image = Annotated[str, typer.Option(help="the segflow image the steps and RayJobs run (env SEGFLOW_IMAGE)")]
 Gpu = Annotated[bool, typer.Option("--gpu/--no-gpu", help="tune/nas/distill request one GPU each; --no-gpu "
                                                           "for a cluster without GPUs (they then train on CPU)")]
 TorchserveSecret = Annotated[str, typer.Option(
@@ -160,7 +160,7 @@ def compile_pipelines(
                                                       "pipelines)")] = None,
     s3_endpoint: S3Endpoint = KUBEFLOW_MINIO,
     minio_secret: MinioSecret = KUBEFLOW_MINIO_SECRET,
-    image: Image = SEGFLOW,
+    image: Image = BASE_IMAGE,
     gpu: Gpu = True,
     torchserve_secret: TorchserveSecret = "",
 ) -> None:
@@ -187,7 +187,7 @@ def submit(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key")] = None,
     s3_endpoint: S3Endpoint = KUBEFLOW_MINIO,
     minio_secret: MinioSecret = KUBEFLOW_MINIO_SECRET,
-    image: Image = SEGFLOW,
+    image: Image = BASE_IMAGE,
     gpu: Gpu = True,
     torchserve_secret: TorchserveSecret = "",
 ) -> None:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from segflow.components.images import SEGFLOW
+from segflow.components import BASE_IMAGE
 from segflow.errors import ConfigError
 
 KUBEFLOW_MINIO = "http://minio-service.kubeflow:9000"
@@ -44,7 +44,7 @@ class ClusterConventions:
 
     s3_endpoint: str = KUBEFLOW_MINIO
     minio_secret: str = KUBEFLOW_MINIO_SECRET
-    image: str = SEGFLOW
+    image: str = BASE_IMAGE  # segflow.components.images.SEGFLOW unless SEGFLOW_IMAGE names another
     gpu: bool = True
     torchserve_secret: str = ""
 
@@ -61,7 +61,7 @@ class ClusterConventions:
             raise ConfigError(f"--minio-secret is empty: name the Secret with the MinIO keys accesskey and secretkey "
                               f"(Kubeflow's is {KUBEFLOW_MINIO_SECRET})")
         if not self.image or any(c.isspace() for c in self.image):
-            raise ConfigError(f"--image {self.image!r} is not an image reference, e.g. {SEGFLOW}")
+            raise ConfigError(f"--image {self.image!r} is not an image reference, e.g. {BASE_IMAGE}")
 
     def env(self) -> dict[str, str]:
         """The plain environment variables every task gets (besides the downward API's and the Secret's)."""

@@ -9,6 +9,7 @@ options change what the pods get, through the CLI a user runs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,16 @@ def test_compile_options_change_what_the_pods_get(tmp_path):
     assert torchserve == {"secretName": "segflow-torchserve", "keyToEnv": [
         {"secretKey": "management-url", "envVar": "SEGFLOW_TORCHSERVE_MANAGEMENT_URL"},
         {"secretKey": "management-key", "envVar": "SEGFLOW_TORCHSERVE_MANAGEMENT_KEY"}]}
+
+
+def test_segflow_image_in_the_environment_names_the_image_as_docs_deploy_says(tmp_path):
+    image = "registry.example.com/ml/segflow:pushed"
+    done = subprocess.run([SEGFLOW_CLI, "pipeline", "compile", "--out-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "SEGFLOW_IMAGE": image})
+    assert done.returncode == 0, done.stderr
+    for container in _compiled(tmp_path / "train_and_serve.yaml")[0].values():
+        assert container["image"] == image
+        assert {"name": "SEGFLOW_IMAGE", "value": image} in container["env"]
 
 
 def test_a_bad_compile_option_is_refused_by_the_cli_with_the_fix(tmp_path):
