@@ -184,6 +184,8 @@ def submit(
         envvar="SEGFLOW_KFP_COOKIE", help="Kubeflow's session cookie, 'oauth2_proxy_kubeflow=...' (from the "
                                           "browser after signing in)")] = None,
     experiment: Annotated[str, typer.Option(help="KFP experiment name")] = "segflow",
+    data: Annotated[str, typer.Option("--data", help="raw dataset the prep step reads, e.g. "
+                                                     "s3://mlpipeline/datasets/aerial (default: the recipe's)")] = "",
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key")] = None,
     s3_endpoint: S3Endpoint = KUBEFLOW_MINIO,
     minio_secret: MinioSecret = KUBEFLOW_MINIO_SECRET,
@@ -197,5 +199,5 @@ def submit(
 
     url = submit_run(load_recipe(recipe, overrides), host, experiment, namespace,
                      KubeflowAuth.from_options(token_path, cookie),
-                     _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret))
+                     _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret), data)
     console.print(f"run started: {url}")

@@ -62,13 +62,15 @@ def _read_token(path: Path) -> str:
 
 
 def submit_run(recipe: Recipe, host: str, experiment: str, namespace: str | None = None,
-               auth: KubeflowAuth = NO_AUTH, conventions: ClusterConventions | None = None) -> str:
+               auth: KubeflowAuth = NO_AUTH, conventions: ClusterConventions | None = None,
+               data_path: str = "") -> str:
     """Start train_and_serve for `recipe` (training as KubeRay RayJobs) in `namespace`; returns the run's URL.
 
     The pipeline is compiled for `conventions` and travels inside the run request, so what runs is
     exactly this checkout's pipeline. `namespace` is the profile namespace of a multi-user Kubeflow
     (where the experiment and the run go); None on a standalone install. `conventions` default to
-    Kubeflow's (ClusterConventions()).
+    Kubeflow's (ClusterConventions()). `data_path` is the raw dataset the prep step reads (e.g.
+    s3://mlpipeline/datasets/aerial); empty: the recipe's.
     """
     import kfp
     from kfp_server_api.exceptions import ApiException
@@ -84,10 +86,10 @@ def submit_run(recipe: Recipe, host: str, experiment: str, namespace: str | None
                 # namespace="kubeflow" is kfp.Client's "not set": it then asks the server whether it is multi-user
                 client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=auth.token,
                                     cookies=auth.cookie)
+            arguments = {"recipe_json": recipe_to_json(recipe), "data_path": data_path, "cluster": True}
             run = client.create_run_from_pipeline_package(
-                str(package), arguments={"recipe_json": recipe_to_json(recipe), "cluster": True},
-                run_name=f"{recipe.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", experiment_name=experiment,
-                namespace=namespace)
+                str(package), arguments=arguments, run_name=f"{recipe.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                experiment_name=experiment, namespace=namespace)
         except ApiException as exc:
             raise _refused(exc, host) from None
         except TimeoutError:  # kfp.Client's health check, asked when no namespace is given, failed 5 times

@@ -123,7 +123,8 @@ def test_the_cli_sends_the_session_cookie_from_the_environment(kfp_api):
     env = {**os.environ, "SEGFLOW_KFP_COOKIE": cookie, "COLUMNS": "300"}
     env.pop("KF_PIPELINES_SA_TOKEN_PATH", None)
     done = subprocess.run([SEGFLOW_CLI, "pipeline", "submit", "quickstart", "--host", kfp_api.url,
-                           "--namespace", "team-a", "--experiment", "nightly"], env=env, capture_output=True,
+                           "--namespace", "team-a", "--experiment", "nightly", "--data",
+                           "s3://mlpipeline/datasets/aerial"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"run started: {kfp_api.url}/#/runs/details/run-1" in done.stdout
@@ -131,7 +132,8 @@ def test_the_cli_sends_the_session_cookie_from_the_environment(kfp_api):
     assert not any("authorization" in r.headers for r in kfp_api.requests)
     (created,) = kfp_api.requests_to("POST", "experiments")
     assert created.body == {"display_name": "nightly", "namespace": "team-a"}
-    assert len(kfp_api.requests_to("POST", "runs")) == 1
+    (run,) = kfp_api.requests_to("POST", "runs")
+    assert run.body["runtime_config"]["parameters"]["data_path"] == "s3://mlpipeline/datasets/aerial"
 
 
 @pytest.mark.parametrize("status", [401, 403])
