@@ -11,7 +11,8 @@ def deploy(archive: Input[Artifact], management_url: str, release: Output[Artifa
     """Returns the archive URI that went live, or that the logged `helm upgrade` command serves.
 
     TorchServe's management URL is `management_url`, else SEGFLOW_TORCHSERVE_MANAGEMENT_URL (in a
-    cluster: the segflow-torchserve Secret); its management key is SEGFLOW_TORCHSERVE_MANAGEMENT_KEY.
+    cluster: from the Secret named by `segflow pipeline compile --torchserve-secret`); its management
+    key is SEGFLOW_TORCHSERVE_MANAGEMENT_KEY.
     With a URL, the archive is registered as a new model version and made the default (no restart);
     the .mar is staged in `release` for TorchServe to download. Without one, the step logs the exact
     `helm upgrade` and records it in release.metadata.

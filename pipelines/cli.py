@@ -13,6 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from segflow.components import BASE_IMAGE
+from segflow.pipelines.conventions import KUBEFLOW_MINIO, KUBEFLOW_MINIO_SECRET
+
 console = Console()
 
 
@@ -133,25 +136,68 @@ def _classification_answer(answer: dict, label) -> Table:
     return table
 
 
+S3Endpoint = Annotated[str, typer.Option(
+    help="MinIO/S3 address the pods reach, compiled in as SEGFLOW_S3_ENDPOINT (default: Kubeflow's MinIO)")]
+MinioSecret = Annotated[str, typer.Option(
+    help="Secret in the run's namespace with MinIO's keys accesskey/secretkey (default: Kubeflow's)")]
+Image = Annotated[str, typer.Option(help="the segflow image the steps and RayJobs run (env SEGFLOW_IMAGE)")]
+Gpu = Annotated[bool, typer.Option("--gpu/--no-gpu", help="tune/nas/distill request one GPU each; --no-gpu "
+                                                          "for a cluster without GPUs (they then train on CPU)")]
+TorchserveSecret = Annotated[str, typer.Option(
+    help="Secret with TorchServe's management-url and management-key for the deploy step (must exist; "
+         "default: none, deploy logs the `helm upgrade`)")]
+
+
+def _conventions(s3_endpoint: str, minio_secret: str, image: str, gpu: bool, torchserve_secret: str):
+    from segflow.pipelines.conventions import ClusterConventions
+
+    return ClusterConventions(s3_endpoint=s3_endpoint, minio_secret=minio_secret, image=image, gpu=gpu,
+                              torchserve_secret=torchserve_secret)
+
+
 def compile_pipelines(
-    out_dir: Annotated[Path | None, typer.Option(help="where the IR YAML files go (default: beside the pipelines)")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="where the IR YAML files go (default: beside the "
+                                                      "pipelines)")] = None,
+    s3_endpoint: S3Endpoint = KUBEFLOW_MINIO,
+    minio_secret: MinioSecret = KUBEFLOW_MINIO_SECRET,
+    image: Image = BASE_IMAGE,
+    gpu: Gpu = True,
+    torchserve_secret: TorchserveSecret = "",
 ) -> None:
-    """Compile every pipeline to KFP v2 IR YAML (what the Kubeflow UI uploads)."""
+    """Compile every pipeline to KFP v2 IR YAML (what the Kubeflow UI uploads) for a cluster's conventions."""
     from segflow.pipelines.compile import PIPELINES, compile_all
 
-    for path in compile_all(out_dir or PIPELINES):
+    conventions = _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret)
+    for path in compile_all(out_dir or PIPELINES, conventions):
         console.print(f"wrote {path}")
 
 
 def submit(
     recipe: Annotated[str, typer.Argument(help="recipe name or YAML path")],
     host: Annotated[str, typer.Option(help="Kubeflow Pipelines endpoint, e.g. http://localhost:8080")],
+    namespace: Annotated[str | None, typer.Option(help="your Kubeflow profile namespace (multi-user): the "
+                                                       "experiment and the run go there")] = None,
+    token_path: Annotated[Path | None, typer.Option(
+        envvar="KF_PIPELINES_SA_TOKEN_PATH", help="file holding a ServiceAccount token with audience "
+                                                  "pipelines.kubeflow.org, sent as a bearer token")] = None,
+    cookie: Annotated[str | None, typer.Option(
+        envvar="SEGFLOW_KFP_COOKIE", help="Kubeflow's session cookie, 'oauth2_proxy_kubeflow=...' (from the "
+                                          "browser after signing in)")] = None,
     experiment: Annotated[str, typer.Option(help="KFP experiment name")] = "segflow",
+    data: Annotated[str, typer.Option("--data", help="raw dataset the prep step reads, e.g. "
+                                                     "s3://mlpipeline/datasets/aerial (default: the recipe's)")] = "",
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key")] = None,
+    s3_endpoint: S3Endpoint = KUBEFLOW_MINIO,
+    minio_secret: MinioSecret = KUBEFLOW_MINIO_SECRET,
+    image: Image = BASE_IMAGE,
+    gpu: Gpu = True,
+    torchserve_secret: TorchserveSecret = "",
 ) -> None:
-    """Upload and start a train_and_serve run on a Kubeflow Pipelines endpoint (cluster mode)."""
+    """Compile train_and_serve for the cluster and start a run of it on a Kubeflow Pipelines endpoint."""
     from segflow.config import load_recipe
-    from segflow.pipelines.submit import submit_run
+    from segflow.pipelines.submit import KubeflowAuth, submit_run
 
-    url = submit_run(load_recipe(recipe, overrides), host, experiment)
+    url = submit_run(load_recipe(recipe, overrides), host, experiment, namespace,
+                     KubeflowAuth.from_options(token_path, cookie),
+                     _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret), data)
     console.print(f"run started: {url}")

@@ -65,10 +65,25 @@ def test_kustomization_renders_and_every_object_validates_strictly_and_starts_no
         assert obj["metadata"].get("namespace", "segflow") == "segflow"
 
 
-def test_pipeline_runner_may_only_drive_rayjobs_in_its_namespace():
+TRAIN_STEP_RULES = {("ray.io", "rayjobs"): {"create", "get", "list", "watch", "delete"},
+                    ("ray.io", "rayjobs/status"): {"get"}, ("", "pods"): {"get", "list"},
+                    ("", "pods/log"): {"get"}, ("", "events"): {"list"}}
+
+
+def _rules(role: dict) -> dict:
+    return {(group, resource): set(rule["verbs"]) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"]}
+
+
+def test_the_train_steps_roles_grant_exactly_what_it_does():
+    """RayJobs and what explains their failures (pods, logs, events), in k8s/rbac.yaml and for Kubeflow alike."""
     rbac = [o for o in yaml.safe_load_all((K8S / "rbac.yaml").read_text()) if o]
-    role = next(o for o in rbac if o["kind"] == "Role")
-    assert all(rule["apiGroups"] == ["ray.io"] for rule in role["rules"])
-    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    assert verbs == {"create", "get", "list", "watch", "delete"}
+    assert _rules(next(o for o in rbac if o["kind"] == "Role")) == TRAIN_STEP_RULES
     assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for o in rbac)
+    (kubeflow,) = yaml.safe_load_all((K8S / "kubeflow" / "rayjob-runner.yaml").read_text())
+    assert _rules(kubeflow) == TRAIN_STEP_RULES
+    assert kubeflow["metadata"]["labels"]["rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit"] == "true"
+    (standalone,) = yaml.safe_load_all((K8S / "kubeflow" / "standalone.yaml").read_text())
+    assert standalone["kind"] == "RoleBinding" and standalone["metadata"]["namespace"] == "kubeflow"
+    assert standalone["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
+    assert standalone["roleRef"]["name"] == kubeflow["metadata"]["name"]

@@ -56,17 +56,6 @@ def test_deploy_is_gated_on_the_evaluated_metric_and_distillation_on_its_paramet
     assert defaults["distill_student"]["defaultValue"] == "" and defaults["deploy_min_metric"]["defaultValue"] == 0.0
 
 
-def test_deploy_reads_torchserve_from_an_optional_secret():
-    docs = list(yaml.safe_load_all((PIPELINES / "train_and_serve.yaml").read_text()))
-    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    secrets = {s["secretName"]: s for s in executors["exec-deploy"]["secretAsEnv"]}
-    torchserve = secrets["segflow-torchserve"]
-    assert torchserve.get("optional") is True
-    assert {m["envVar"] for m in torchserve["keyToEnv"]} == {"SEGFLOW_TORCHSERVE_MANAGEMENT_URL",
-                                                            "SEGFLOW_TORCHSERVE_MANAGEMENT_KEY"}
-    assert "segflow-minio" in secrets  # the .mar is staged in MinIO for TorchServe to download
-
-
 def test_search_runs_tune_or_nas_by_its_method_parameter():
     ir = next(yaml.safe_load_all((PIPELINES / "search.yaml").read_text()))
     tasks = _tasks_by_display_name(ir)
