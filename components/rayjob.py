@@ -50,6 +50,13 @@ MAX_NAME = 47  # KubeRay's MaxRayJobNameLength: its RayCluster and Services add 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
+# The Ray cluster's size: `segflow pipeline compile --ray KEY=VALUE,...` compiles these into the train step's env.
+RAY_SIZE = {"workers": ("SEGFLOW_RAY_WORKERS", int), "worker_gpus": ("SEGFLOW_RAY_WORKER_GPUS", int),
+            "worker_cpus": ("SEGFLOW_RAY_WORKER_CPUS", float), "worker_memory": ("SEGFLOW_RAY_WORKER_MEMORY", str),
+            "head_cpus": ("SEGFLOW_RAY_HEAD_CPUS", float), "head_memory": ("SEGFLOW_RAY_HEAD_MEMORY", str)}
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?")
+
+
 @dataclass(frozen=True)
 class ClusterSettings:
     """Where and how RayJobs run; from the environment the pipeline gives its pods (see from_env)."""
@@ -59,9 +66,9 @@ class ClusterSettings:
     s3_endpoint: str = "http://minio-service.kubeflow:9000"
     s3_secret: str = "mlpipeline-minio-artifact"  # keys accesskey / secretkey, as Kubeflow's
     workers: int = 2
-    gpus_per_worker: int = 1
-    cpus_per_worker: float = 4.0
-    memory_per_worker: str = "24Gi"
+    worker_gpus: int = 1
+    worker_cpus: float = 4.0
+    worker_memory: str = "24Gi"
     head_cpus: float = 1.0
     head_memory: str = "8Gi"
     active_deadline_s: int = 86_400
@@ -73,26 +80,44 @@ class ClusterSettings:
     @classmethod
     def from_env(cls) -> ClusterSettings:
         """SEGFLOW_NAMESPACE, SEGFLOW_POD_NAME/UID (downward API), SEGFLOW_IMAGE, SEGFLOW_S3_ENDPOINT, SEGFLOW_S3_SECRET
-        (the compiled pipeline sets them); SEGFLOW_RAY_* size the Ray cluster."""
+        (the compiled pipeline sets them); the SEGFLOW_RAY_* of RAY_SIZE size the Ray cluster."""
         env = os.environ
         owner = (env["SEGFLOW_POD_NAME"], env["SEGFLOW_POD_UID"]) if env.get("SEGFLOW_POD_UID") else None
+        size = parse_ray_size({key: env[name] for key, (name, _) in RAY_SIZE.items() if env.get(name)})
+        return cls(namespace=env.get("SEGFLOW_NAMESPACE") or _own_namespace(),
+                   image=env.get("SEGFLOW_IMAGE") or cls.image,
+                   s3_endpoint=env.get("SEGFLOW_S3_ENDPOINT") or cls.s3_endpoint,
+                   s3_secret=env.get("SEGFLOW_S3_SECRET") or cls.s3_secret, owner=owner, **size)
+
+
+def parse_ray_size(values: dict[str, str]) -> dict:
+    """RAY_SIZE keys -> typed values; a clear error for an unknown key or a value of the wrong kind."""
+    size = {}
+    for key, value in values.items():
+        if key not in RAY_SIZE:
+            raise PipelineError(f"unknown Ray size setting {key!r}; the settings are: {', '.join(RAY_SIZE)}")
+        kind = RAY_SIZE[key][1]
         try:
-            return cls(
-                namespace=env.get("SEGFLOW_NAMESPACE") or _own_namespace(),
-                image=env.get("SEGFLOW_IMAGE") or cls.image,
-                s3_endpoint=env.get("SEGFLOW_S3_ENDPOINT") or cls.s3_endpoint,
-                s3_secret=env.get("SEGFLOW_S3_SECRET") or cls.s3_secret,
-                workers=int(env.get("SEGFLOW_RAY_WORKERS", cls.workers)),
-                gpus_per_worker=int(env.get("SEGFLOW_RAY_GPUS_PER_WORKER", cls.gpus_per_worker)),
-                cpus_per_worker=float(env.get("SEGFLOW_RAY_CPUS_PER_WORKER", cls.cpus_per_worker)),
-                memory_per_worker=env.get("SEGFLOW_RAY_MEMORY_PER_WORKER", cls.memory_per_worker),
-                head_cpus=float(env.get("SEGFLOW_RAY_HEAD_CPUS", cls.head_cpus)),
-                head_memory=env.get("SEGFLOW_RAY_HEAD_MEMORY", cls.head_memory),
-                owner=owner,
-            )
-        except ValueError as exc:
-            raise PipelineError(f"a SEGFLOW_RAY_* setting is not a number: {exc}; set it to e.g. "
-                                "SEGFLOW_RAY_WORKERS=2, SEGFLOW_RAY_CPUS_PER_WORKER=4") from None
+            size[key] = kind(value)
+        except ValueError:
+            raise PipelineError(f"Ray size setting {key}={value!r} is not {'an integer' if kind is int else 'a number'}"
+                                f", e.g. workers=2,worker_cpus=4,worker_gpus=1") from None
+        if kind is str and not _MEMORY.fullmatch(value):
+            raise PipelineError(f"Ray size setting {key}={value!r} is not a Kubernetes memory quantity, e.g. 24Gi")
+        least = 1 if key == "workers" else 0
+        if kind is not str and size[key] < least:
+            raise PipelineError(f"Ray size setting {key}={value!r} must be at least {least}")
+    return size
+
+
+def ray_size_env(spec: str) -> dict[str, str]:
+    """`workers=2,worker_cpus=4` (the compile option's form) -> the train step's SEGFLOW_RAY_* variables."""
+    pairs = [item.partition("=") for item in spec.split(",") if item.strip()]
+    if any(not sep for _, sep, _ in pairs):
+        raise PipelineError(f"Ray size {spec!r} is not KEY=VALUE,...; e.g. workers=2,worker_cpus=4,worker_gpus=1")
+    values = {key.strip(): value.strip() for key, _, value in pairs}
+    parse_ray_size(values)
+    return {RAY_SIZE[key][0]: value for key, value in values.items()}
 
 
 def _own_namespace() -> str:
@@ -133,13 +158,13 @@ def rayjob_manifest(name: str, recipe_uri: str, dataset_uri: str, out_uri: str, 
         {"name": "AWS_SECRET_ACCESS_KEY",
          "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": "secretkey"}}},
     ]
-    gpus = settings.gpus_per_worker
+    gpus = settings.worker_gpus
     entrypoint = (f"segflow train {recipe_uri} --dataset {dataset_uri} --out {out_uri} "
                   f"--workers {settings.workers} --set training.use_gpu={'true' if gpus else 'false'} "
-                  f"--set training.cpus_per_worker={settings.cpus_per_worker:g}")
+                  f"--set training.cpus_per_worker={settings.worker_cpus:g}")
     shm = {"name": "shm", "mountPath": "/dev/shm"}  # Ray's object store, NCCL and DataLoader workers: more than 64 MiB
     head = {"cpu": _quantity(settings.head_cpus), "memory": settings.head_memory}
-    worker = {"cpu": _quantity(settings.cpus_per_worker), "memory": settings.memory_per_worker}
+    worker = {"cpu": _quantity(settings.worker_cpus), "memory": settings.worker_memory}
     if gpus:
         worker["nvidia.com/gpu"] = str(gpus)
 
@@ -180,7 +205,7 @@ def rayjob_manifest(name: str, recipe_uri: str, dataset_uri: str, out_uri: str, 
                     "replicas": settings.workers,
                     "minReplicas": settings.workers,
                     "maxReplicas": settings.workers,
-                    "rayStartParams": {"num-cpus": str(max(1, math.floor(settings.cpus_per_worker)))},
+                    "rayStartParams": {"num-cpus": str(max(1, math.floor(settings.worker_cpus)))},
                     "template": pod({"name": "ray-worker", "resources": {"requests": worker, "limits": worker}},
                                     **({"tolerations": settings.tolerations} if gpus else {})),
                 }],

@@ -147,12 +147,16 @@ TorchserveSecret = Annotated[str, typer.Option(
     help="Secret with TorchServe's management-url and management-key for the deploy step (must exist; "
          "default: none, deploy logs the `helm upgrade`)")]
 
+Ray = Annotated[str, typer.Option(
+    help="the train step's Ray cluster (cluster=True), KEY=VALUE,... of workers, worker_gpus, worker_cpus, "
+         "worker_memory, head_cpus, head_memory (default: 2 workers of 1 GPU, 4 CPUs, 24Gi; a head of 1 CPU, 8Gi)")]
 
-def _conventions(s3_endpoint: str, minio_secret: str, image: str, gpu: bool, torchserve_secret: str):
+
+def _conventions(s3_endpoint: str, minio_secret: str, image: str, gpu: bool, torchserve_secret: str, ray: str):
     from segflow.pipelines.conventions import ClusterConventions
 
     return ClusterConventions(s3_endpoint=s3_endpoint, minio_secret=minio_secret, image=image, gpu=gpu,
-                              torchserve_secret=torchserve_secret)
+                              torchserve_secret=torchserve_secret, ray=ray)
 
 
 def compile_pipelines(
@@ -163,11 +167,12 @@ def compile_pipelines(
     image: Image = BASE_IMAGE,
     gpu: Gpu = True,
     torchserve_secret: TorchserveSecret = "",
+    ray: Ray = "",
 ) -> None:
     """Compile every pipeline to KFP v2 IR YAML (what the Kubeflow UI uploads) for a cluster's conventions."""
     from segflow.pipelines.compile import PIPELINES, compile_all
 
-    conventions = _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret)
+    conventions = _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret, ray)
     for path in compile_all(out_dir or PIPELINES, conventions):
         console.print(f"wrote {path}")
 
@@ -192,6 +197,7 @@ def submit(
     image: Image = BASE_IMAGE,
     gpu: Gpu = True,
     torchserve_secret: TorchserveSecret = "",
+    ray: Ray = "",
 ) -> None:
     """Compile train_and_serve for the cluster and start a run of it on a Kubeflow Pipelines endpoint."""
     from segflow.config import load_recipe
@@ -199,5 +205,5 @@ def submit(
 
     url = submit_run(load_recipe(recipe, overrides), host, experiment, namespace,
                      KubeflowAuth.from_options(token_path, cookie),
-                     _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret), data)
+                     _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret, ray), data)
     console.print(f"run started: {url}")

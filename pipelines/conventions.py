@@ -40,6 +40,9 @@ class ClusterConventions:
     gpu=False compiles GPU steps without a GPU request, for a cluster that has none (slow, but it runs).
     torchserve_secret names a Secret (keys management-url, management-key) the deploy step reads; empty:
     the step uses its `torchserve_management_url` parameter, else logs the `helm upgrade`.
+    ray sizes the train step's RayJob, `KEY=VALUE,...` over segflow.components.rayjob.RAY_SIZE's keys (workers,
+    worker_gpus, worker_cpus, worker_memory, head_cpus, head_memory); unset keys keep that module's defaults,
+    except worker_gpus, which is 0 when gpu is False.
     """
 
     s3_endpoint: str = KUBEFLOW_MINIO
@@ -47,6 +50,7 @@ class ClusterConventions:
     image: str = BASE_IMAGE  # segflow.components.images.SEGFLOW unless SEGFLOW_IMAGE names another
     gpu: bool = True
     torchserve_secret: str = ""
+    ray: str = ""
 
     def __post_init__(self) -> None:
         endpoint = urlparse(self.s3_endpoint)
@@ -62,7 +66,20 @@ class ClusterConventions:
                               f"(Kubeflow's is {KUBEFLOW_MINIO_SECRET})")
         if not self.image or any(c.isspace() for c in self.image):
             raise ConfigError(f"--image {self.image!r} is not an image reference, e.g. {BASE_IMAGE}")
+        self.ray_env()  # refuses a malformed --ray now, not in the cluster
 
     def env(self) -> dict[str, str]:
         """The plain environment variables every task gets (besides the downward API's and the Secret's)."""
         return {IMAGE_ENV: self.image, S3_ENDPOINT_ENV: self.s3_endpoint, S3_SECRET_ENV: self.minio_secret}
+
+    def ray_env(self) -> dict[str, str]:
+        """The train step's SEGFLOW_RAY_* variables: the size of the Ray cluster its RayJob asks for."""
+        from segflow.components.rayjob import RAY_SIZE, ray_size_env
+        from segflow.errors import PipelineError
+
+        try:
+            env = ray_size_env(self.ray)
+        except PipelineError as exc:
+            raise ConfigError(f"--ray: {exc}") from None
+        gpus = RAY_SIZE["worker_gpus"][0]
+        return env if self.gpu or gpus in env else env | {gpus: "0"}

@@ -53,6 +53,12 @@ class ClusterPlacement:
         kubernetes.add_toleration(task, key=GPU, operator="Exists", effect="NoSchedule")
         return task.set_accelerator_type(GPU).set_accelerator_limit(1)
 
+    def with_ray(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
+        """The size of the Ray cluster the train step's RayJob asks for (--ray), as SEGFLOW_RAY_* variables."""
+        for name, value in self.conventions.ray_env().items():
+            task.set_env_variable(name, value)
+        return task
+
     def with_torchserve(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
         """TorchServe's management URL and key from the Secret named at compile time, if one was."""
         secret = self.conventions.torchserve_secret
@@ -70,6 +76,9 @@ class LocalPlacement:
         return task
 
     def on_gpu(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
+        return task
+
+    def with_ray(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
         return task
 
     def with_torchserve(self, task: dsl.PipelineTask) -> dsl.PipelineTask:

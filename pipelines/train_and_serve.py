@@ -50,8 +50,8 @@ def build(c: Placement):
         with dsl.Else(name="recipe-hyperparameters"):
             kept = c.in_cluster(recipe_hyperparameters().set_display_name("recipe hyperparameters"))
         overrides = dsl.OneOf(tuned.outputs["Output"], kept.output)
-        trained = c.in_cluster(train(recipe_json=recipe_json, overrides_json=overrides, dataset=dataset,
-                                     cluster=cluster).set_display_name("train"))
+        trained = c.with_ray(c.in_cluster(train(recipe_json=recipe_json, overrides_json=overrides, dataset=dataset,
+                                                cluster=cluster).set_display_name("train")))
         evaluated = c.in_cluster(evaluate(model=trained.outputs["run"], dataset=dataset, split="val")
                                  .set_display_name("evaluate"))
         with dsl.If(distill_student != "", name="distill-student"):

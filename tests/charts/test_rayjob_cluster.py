@@ -14,8 +14,8 @@ KFP's driver would: it writes the step's executor input (the dataset artifact's 
 output artifacts' URIs) and creates the pod with the compiled pipeline's env; the pod then prints
 the executor output the component wrote, which KFP's launcher would upload.
 
-The Ray cluster is sized for a 2-core node (2 workers of 0.6 CPU, no GPU), through the SEGFLOW_RAY_*
-settings the step reads. GPUs are not exercised here.
+The pipeline is compiled as a user would for this cluster (`segflow pipeline compile --no-gpu --ray ...`):
+a Ray cluster sized for a 2-core node (2 workers of 0.6 CPU, no GPU). GPUs are not exercised here.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[2]
 PROFILE = "kubeflow-user-example-com"  # the namespace of Kubeflow's example profile
 STEP_SA = "default-editor"  # the ServiceAccount Kubeflow runs a profile's pipeline steps as
 RECIPE_SET = ["data.num_images=240", "training.epochs=4"]
-RAY_SIZE = {"SEGFLOW_RAY_WORKERS": "2", "SEGFLOW_RAY_GPUS_PER_WORKER": "0", "SEGFLOW_RAY_CPUS_PER_WORKER": "0.6",
-            "SEGFLOW_RAY_MEMORY_PER_WORKER": "3Gi", "SEGFLOW_RAY_HEAD_CPUS": "0.2", "SEGFLOW_RAY_HEAD_MEMORY": "3Gi"}
+# How a user compiles the pipeline for this cluster: no GPUs, a Ray cluster that fits 2 cores.
+COMPILE = ["--no-gpu", "--ray", "workers=2,worker_cpus=0.6,worker_memory=3Gi,head_cpus=0.2,head_memory=3Gi"]
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,16 @@ def api(cluster):
     return client.CustomObjectsApi(node.api.client()), client.CoreV1Api(node.api.client())
 
 
-def _executor(pipeline: str, step: str) -> tuple[dict, dict]:
+def _compiled(folder: Path) -> Path:
+    """train_and_serve compiled by `segflow pipeline compile` with COMPILE, as a user would for this cluster."""
+    subprocess.run([str(Path(sys.executable).with_name("segflow")), "pipeline", "compile", "--out-dir", str(folder),
+                    *COMPILE], check=True, capture_output=True, text=True)
+    return folder / "train_and_serve.yaml"
+
+
+def _executor(pipeline: Path, step: str) -> tuple[dict, dict]:
     """The step's container and its Kubernetes platform settings, from the compiled pipeline."""
-    spec, platform = [d for d in yaml.safe_load_all((REPO / "pipelines" / f"{pipeline}.yaml").read_text()) if d]
+    spec, platform = [d for d in yaml.safe_load_all(pipeline.read_text()) if d]
     executor = f"exec-{step}"
     return (spec["deploymentSpec"]["executors"][executor]["container"],
             platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].get(executor, {}))
@@ -115,9 +122,9 @@ def _artifact(name: str, schema: str, uri: str, metadata: dict | None = None) ->
     return {"artifacts": [{"name": name, "type": {"schemaTitle": schema}, "uri": uri, "metadata": metadata or {}}]}
 
 
-def _train_step_pod(name: str, image: str, recipe_json: str, dataset_uri: str, root: str) -> dict:
+def _train_step_pod(pipeline: Path, name: str, recipe_json: str, dataset_uri: str, root: str) -> dict:
     """The train step's pod as KFP's driver would make it, cluster=True, printing the executor output at the end."""
-    container, platform = _executor("train_and_serve", "train")
+    container, platform = _executor(pipeline, "train")
     executor_input = {
         "inputs": {"parameterValues": {"recipe_json": recipe_json, "overrides_json": "{}", "cluster": True},
                    "artifacts": {"dataset": _artifact("dataset", "system.Dataset", dataset_uri)}},
@@ -129,10 +136,11 @@ def _train_step_pod(name: str, image: str, recipe_json: str, dataset_uri: str, r
     args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
     script = " ".join(["exec", *map(_quote, container["command"] + args)])
     command = ["sh", "-c", f"({script}) && echo EXECUTOR-OUTPUT && cat /tmp/kfp_outputs/output_metadata.json"]
-    env = _env(container, platform) + [{"name": k, "value": v} for k, v in RAY_SIZE.items()]
+    env = _env(container, platform)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": PROFILE},
             "spec": {"serviceAccountName": STEP_SA, "restartPolicy": "Never",
-                     "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", "command": command,
+                     "containers": [{"name": "main", "image": container["image"], "imagePullPolicy": "Never",
+                                     "command": command,
                                      "env": env, "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}},
                                      "volumeMounts": [{"name": "minio", "mountPath": "/minio"},
                                                       {"name": "tmp", "mountPath": "/tmp"}]}],
@@ -191,12 +199,13 @@ def test_the_train_step_trains_with_ddp_on_two_worker_pods_and_survives_losing_o
     from segflow.store import open_store
     from segflow.train import train
 
-    node, minio, image = cluster
+    node, minio, _ = cluster
+    pipeline = _compiled(tmp_path / "compiled")
     recipe, dataset = _prep_quickstart(minio, monkeypatch)
     root = "minio://mlpipeline/v2/artifacts/e2e/train"
     out = "s3://mlpipeline/v2/artifacts/e2e/train/run"
     started = time.monotonic()
-    node.apply([_train_step_pod("train", image, recipe_to_json(recipe), dataset.replace("s3://", "minio://"), root)])
+    node.apply([_train_step_pod(pipeline, "train", recipe_to_json(recipe), dataset.replace("s3://", "minio://"), root)])
 
     # DDP across two pods: both workers of the job's Ray cluster run, on their own pod addresses
     _wait_for_checkpoint(node, out, "train", timeout=600)
@@ -230,8 +239,8 @@ def test_the_train_step_trains_with_ddp_on_two_worker_pods_and_survives_losing_o
 
 
 def _manifest(name: str, image: str, **spec) -> dict:
-    settings = ClusterSettings(namespace=PROFILE, image=image, workers=1, gpus_per_worker=0, cpus_per_worker=0.2,
-                               memory_per_worker="1Gi", head_cpus=0.1, head_memory="1Gi")
+    settings = ClusterSettings(namespace=PROFILE, image=image, workers=1, worker_gpus=0, worker_cpus=0.2,
+                               worker_memory="1Gi", head_cpus=0.1, head_memory="1Gi")
     manifest = rayjob_manifest(name, "quickstart", "s3://mlpipeline/none", "s3://mlpipeline/none", settings)
     manifest["spec"].update(spec)
     return manifest

@@ -100,3 +100,38 @@ def test_a_job_that_never_ends_times_out(api):
     _Replay.statuses = _Replay.statuses[:3]
     with pytest.raises(PipelineError, match="did not finish within"):
         submit_and_follow(api, manifest(), poll_s=0.01, timeout_s=0.3)
+
+
+def test_the_step_sizes_and_places_the_rayjob_from_the_env_the_pipeline_compiled_in(monkeypatch):
+    for name, value in {"SEGFLOW_NAMESPACE": "kubeflow-user-example-com", "SEGFLOW_POD_NAME": "train-abc",
+                        "SEGFLOW_POD_UID": "0f6c", "SEGFLOW_IMAGE": "registry.example.com/segflow:1",
+                        "SEGFLOW_S3_SECRET": "team-minio", "SEGFLOW_RAY_WORKERS": "3",
+                        "SEGFLOW_RAY_WORKER_GPUS": "0", "SEGFLOW_RAY_WORKER_CPUS": "1.5"}.items():
+        monkeypatch.setenv(name, value)
+    job = rayjob_manifest("segflow-q-1", "s3://r", "s3://d", "s3://o", ClusterSettings.from_env())
+    assert validate(job) == []
+    assert job["metadata"]["namespace"] == "kubeflow-user-example-com"
+    assert job["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "train-abc",
+                                                   "uid": "0f6c"}]
+    (workers,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    worker = workers["template"]["spec"]["containers"][0]
+    assert workers["replicas"] == 3 and worker["image"] == "registry.example.com/segflow:1"
+    assert worker["resources"]["limits"] == {"cpu": "1500m", "memory": "24Gi"}  # no GPU asked for
+    assert "--workers 3 --set training.use_gpu=false --set training.cpus_per_worker=1.5" in job["spec"]["entrypoint"]
+    secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in worker["env"] if "valueFrom" in e}
+    assert secrets == {"team-minio"}
+
+
+def test_a_bad_ray_size_in_the_env_names_the_setting(monkeypatch):
+    monkeypatch.setenv("SEGFLOW_RAY_WORKER_CPUS", "four")
+    with pytest.raises(PipelineError, match="worker_cpus='four' is not a number"):
+        ClusterSettings.from_env()
+
+
+def test_job_names_are_what_kuberay_accepts():
+    from segflow.components.rayjob import MAX_NAME, job_name
+
+    for recipe in ("quickstart", "kitti-road", "COCO_Stuff 182 classes, a very long recipe name indeed"):
+        name = job_name(recipe)
+        assert len(name) <= MAX_NAME and name[0].isalpha() and name.replace("-", "").isalnum() and name.islower()
+    assert job_name("quickstart") != job_name("quickstart")  # one RayJob per submission

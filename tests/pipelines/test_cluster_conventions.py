@@ -89,7 +89,8 @@ def test_compile_options_change_what_the_pods_get(tmp_path):
     image = "registry.example.com/ml/segflow:dev"
     done = subprocess.run([SEGFLOW_CLI, "pipeline", "compile", "--out-dir", str(tmp_path),
                            "--s3-endpoint", "https://s3.example.com:9443", "--minio-secret", "team-minio",
-                           "--image", image, "--no-gpu", "--torchserve-secret", "segflow-torchserve"],
+                           "--image", image, "--no-gpu", "--torchserve-secret", "segflow-torchserve",
+                           "--ray", "workers=3,worker_memory=16Gi"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     for name in ("train_and_serve", "search"):
@@ -97,8 +98,10 @@ def test_compile_options_change_what_the_pods_get(tmp_path):
         for executor, container in containers.items():
             assert container["image"] == image
             env = {e["name"]: e["value"] for e in container["env"]}
+            # the train step's RayJob: 3 workers of 16Gi, and no GPUs (--no-gpu)
+            ray = {"SEGFLOW_RAY_WORKERS": "3", "SEGFLOW_RAY_WORKER_MEMORY": "16Gi", "SEGFLOW_RAY_WORKER_GPUS": "0"}
             assert env == {"SEGFLOW_IMAGE": image, "SEGFLOW_S3_ENDPOINT": "https://s3.example.com:9443",
-                           "SEGFLOW_S3_SECRET": "team-minio"}
+                           "SEGFLOW_S3_SECRET": "team-minio"} | (ray if executor == "exec-train" else {})
             assert "accelerator" not in container.get("resources", {}) and "tolerations" not in platform[executor]
             assert platform[executor]["secretAsEnv"][0]["secretName"] == "team-minio"
     torchserve = _compiled(tmp_path / "train_and_serve.yaml")[1]["exec-deploy"]["secretAsEnv"][1]
@@ -131,6 +134,11 @@ def test_a_bad_compile_option_is_refused_by_the_cli_with_the_fix(tmp_path):
     ({"minio_secret": ""}, "--minio-secret is empty.*mlpipeline-minio-artifact"),
     ({"torchserve_secret": "-ts"}, "--torchserve-secret '-ts' is not a Kubernetes Secret name"),
     ({"image": "segflow :dev"}, "--image 'segflow :dev' is not an image reference"),
+    ({"ray": "workers=2,gpus=1"}, "--ray: unknown Ray size setting 'gpus'.*worker_gpus"),
+    ({"ray": "workers=two"}, "--ray: Ray size setting workers='two' is not an integer"),
+    ({"ray": "worker_memory=24GB"}, "--ray: .*worker_memory='24GB' is not a Kubernetes memory quantity"),
+    ({"ray": "workers=0"}, "--ray: .*workers='0' must be at least 1"),
+    ({"ray": "workers"}, "--ray: Ray size 'workers' is not KEY=VALUE"),
 ])
 def test_conventions_name_the_bad_setting(settings, message):
     with pytest.raises(ConfigError, match=message):
