@@ -36,4 +36,5 @@ def compile_pipeline(name: str, path: Path, conventions: ClusterConventions) -> 
 
 def compile_all(out_dir: Path, conventions: ClusterConventions | None = None) -> list[Path]:
     conventions = conventions or ClusterConventions()
+    out_dir.mkdir(parents=True, exist_ok=True)  # `--out-dir my-pipelines`, as docs/deploy.md runs it
     return [compile_pipeline(name, out_dir / f"{name}.yaml", conventions) for name in pipelines()]
