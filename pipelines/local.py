@@ -54,14 +54,8 @@ def run_locally(recipe: Recipe, run_dir: Path, data_path: Path | None = None, pi
     local.init(runner=RUNNERS[runner](data), pipeline_root=str(root), raise_on_error=True)
     started = time.monotonic()
     before = set(root.iterdir())
-    try:
-        known[pipeline](recipe_json=recipe_to_json(recipe), data_path=str(data or ""), **(arguments or {}))
-    except ValueError:  # kfp's answer when a step asks for outputs an earlier step never wrote
-        for run_folder in set(root.iterdir()) - before:
-            _require_finished_steps(run_folder)
-        raise
+    known[pipeline](recipe_json=recipe_to_json(recipe), data_path=str(data or ""), **(arguments or {}))
     (run_folder,) = set(root.iterdir()) - before
-    _require_finished_steps(run_folder)
     tasks = {p.name: p for p in sorted(run_folder.iterdir()) if p.is_dir()}
     return LocalRun(run_folder, time.monotonic() - started, tasks)
 
@@ -83,10 +77,12 @@ def docker_runner(data: Path | None) -> local.DockerRunner:
     the same addresses as a step in this interpreter.
     """
     from docker.types import Mount
+    from kfp.local import docker_task_handler
 
     from segflow.components import BASE_IMAGE
 
     _require_image(BASE_IMAGE)
+    docker_task_handler.run_docker_container = _run_container
     environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
     mounts = [Mount(target=str(data), source=str(data), type="bind", read_only=True)] if data else []
     return local.DockerRunner(user=f"{os.getuid()}:{os.getgid()}", network_mode="host", mounts=mounts,
@@ -115,20 +111,24 @@ def _require_image(image: str) -> None:
                 "`docker load -i`, or set SEGFLOW_IMAGE to an image the engine has") from None
 
 
-def _require_finished_steps(run_folder: Path) -> None:
-    """A PipelineError for a step that left no executor_output.json, though kfp logged it a success.
+def _run_container(client, image: str, command: list[str], volumes: dict, **container_run_args) -> int:
+    """kfp 2.17's docker_task_handler.run_docker_container, less the race that loses a step's exit status.
 
-    kfp 2.17's DockerRunner reads a container that the engine removed before kfp asked for its exit
-    status (podman does so at once) as a success (kubeflow/pipelines#13332), and its log may lack the
-    step's last lines: without this check a failed step shows up as a later step's missing input.
+    kfp starts each container with auto_remove and reads its logs and exit status afterwards; when the
+    engine has removed it first, kfp takes a 404 for success and fails on podman's 500
+    (kubeflow/pipelines#13332, fixed by the open #13907 in the same way as here): a failed step
+    looked successful, a quick one could crash the run, and the step's last log lines were lost.
+    Here the container stays until its logs are read and its status is known. kfp's image pull is
+    left out: docker_runner checked the image is there. Remove when kfp ships the fix.
     """
-    for task in sorted(run_folder.iterdir()):
-        if task.is_dir() and not (task / "executor_output.json").is_file():
-            raise PipelineError(
-                f"step {task.name!r} ended without writing its outputs ({task / 'executor_output.json'} is missing), "
-                "though kfp logged it a success: its container failed, and kfp 2.17's DockerRunner loses the exit "
-                "status of a container the engine has already removed (kubeflow/pipelines#13332), so the step's "
-                "own error may be cut from the log above")
+    container = client.containers.run(image=image, command=command, volumes=volumes, detach=True,
+                                      **container_run_args)
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            print(chunk.decode(errors="replace"), end="", flush=True)
+        return container.wait()["StatusCode"]
+    finally:
+        container.remove(force=True)
 
 
 RUNNERS = {"subprocess": subprocess_runner, "docker": docker_runner}
