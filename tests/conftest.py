@@ -105,6 +105,23 @@ def serve_image():
         unavailable(f"the segflow-serve image cannot be built here: {exc}")
 
 
+@pytest.fixture(scope="session")
+def segflow_image() -> str:
+    """The segflow image (pipeline steps) built by tools/imagebuild at the tag the current sources give, by reference.
+
+    SEGFLOW_TEST_SEGFLOW_IMAGE names an image already in the image build's podman storage instead (a
+    development shortcut where building is not allowed); CI leaves it unset and gets the current tree's.
+    """
+    if named := os.environ.get("SEGFLOW_TEST_SEGFLOW_IMAGE"):
+        return named
+    from imagebuild import ImageBuildError, build, project
+
+    try:
+        return build(project.images()["segflow"], project.tag()).reference
+    except ImageBuildError as exc:
+        unavailable(f"the segflow image cannot be built here: {exc}")
+
+
 @pytest.fixture
 def s3_env(s3_server, monkeypatch) -> S3Server:
     """S3 settings in the environment, as a user would export them."""
