@@ -44,6 +44,9 @@ def run(
                                                         "answer one validation image, and serve until Ctrl-C")] = False,
     serve_once: Annotated[bool, typer.Option("--serve-once", help="like --serve, but stop after that one "
                                                                   "prediction (CI, tests)")] = False,
+    runner: Annotated[str, typer.Option(help="subprocess: the steps run in this interpreter; docker: each in the "
+                                             "segflow image, through the Docker-compatible engine at DOCKER_HOST "
+                                             "(e.g. podman system service)")] = "subprocess",
 ) -> None:
     """Run a pipeline locally (kfp.local + local Ray) and summarise it; --serve then serves the model."""
     from segflow.config import load_recipe
@@ -52,7 +55,7 @@ def run(
     arguments = _pipeline_arguments(pipeline, tune, distill, deploy_min_metric, serve or serve_once)
     config = load_recipe(recipe, overrides)
     run_dir = run_dir or Path("runs") / f"{config.name}-pipeline"
-    result = run_locally(config, run_dir, data, pipeline, arguments)
+    result = run_locally(config, run_dir, data, pipeline, arguments, runner)
     table = Table(title=f"{config.name}: pipeline finished in {result.wall_time_s:.0f} s")
     table.add_column("what")
     table.add_column("value")
