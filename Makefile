@@ -58,7 +58,8 @@ test:
 	PYTHONPATH=tests $(PYTHON) -m support.gobuild > $(RUN_DIR)/gobuild.log 2>&1 & builds=$$!; \
 	$(MAKE) --no-print-directory venv; installed=$$?; wait $$builds; cat $(RUN_DIR)/gobuild.log; \
 	[ $$installed = 0 ]
-	PYTHONPATH=tools $(BIN)/python -m imagebuild build --only segflow-serve --no-write || true
+	# both images (the chart's pods; the pipeline steps, RayJobs and --runner docker): the node tests load them
+	PYTHONPATH=tools $(BIN)/python -m imagebuild build --no-write || true
 	$(BIN)/python -m pytest
 
 # Benchmarks (commands, never timed tests): each writes docs/results/NAME.json and regenerates

@@ -183,16 +183,24 @@ def _wait_for_checkpoint(node, out: str, pod: str, timeout: float) -> None:
     raise AssertionError(f"no checkpoint under {out}/ray within {timeout:.0f} s:\n{node.diagnose(PROFILE)}")
 
 
-def _wait_finished(node, pod: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
+def _workers(node) -> set[str]:
+    return set(node.kubectl("-n", PROFILE, "get", "pods", "-l", "ray.io/node-type=worker", "-o",
+                            "jsonpath={.items[*].metadata.name}").stdout.split())
+
+
+def _wait_finished(node, pod: str, timeout: float) -> tuple[str, set[str]]:
+    """The step pod's final phase, and every Ray worker pod seen meanwhile."""
+    deadline, seen = time.monotonic() + timeout, set()
     while time.monotonic() < deadline:
+        seen |= _workers(node)
         phase = node.kubectl("-n", PROFILE, "get", "pod", pod, "-o", "jsonpath={.status.phase}").stdout
         if phase in ("Succeeded", "Failed"):
-            return phase
+            return phase, seen
         time.sleep(3)
     raise AssertionError(f"the train step did not finish within {timeout:.0f} s:\n{node.diagnose(PROFILE)}")
 
 
+@pytest.mark.timeout(1800)  # the image into the node, a Ray cluster of 3 pods on 2 cores, a restart, a local run
 def test_the_train_step_trains_with_ddp_on_two_worker_pods_and_survives_losing_one(cluster, monkeypatch, tmp_path):
     from segflow.config import recipe_to_json
     from segflow.progress import SILENT
@@ -215,9 +223,10 @@ def test_the_train_step_trains_with_ddp_on_two_worker_pods_and_survives_losing_o
     killed = workers[0]["metadata"]["name"]
     node.kubectl("-n", PROFILE, "delete", "pod", killed, "--grace-period=0", "--force")
 
-    phase = _wait_finished(node, "train", timeout=900)
+    phase, seen = _wait_finished(node, "train", timeout=900)
     log = node.kubectl("-n", PROFILE, "logs", "train").stdout
     assert phase == "Succeeded", f"the train step ended {phase}:\n{log[-4000:]}\n{node.diagnose(PROFILE)}"
+    assert seen - {w["metadata"]["name"] for w in workers}, "KubeRay never replaced the killed worker pod"
     cluster_s = time.monotonic() - started
     executor_output = json.loads(log.split("EXECUTOR-OUTPUT", 1)[1])
     quality = executor_output["parameterValues"]["Output"]

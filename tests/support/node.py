@@ -91,14 +91,10 @@ class Node:
     def load_images(self, images: list) -> list[str]:
         """Import the image archives containerd lacks (tags name content here, so a known tag is the same image).
 
-        Other tags of the same repositories are removed: containerd's store is kept between sessions,
-        and every source change makes a new tag of segflow's multi-GB images.
+        Other tags of the same repositories are removed first: containerd's store is kept between
+        sessions, every source change makes a new tag of segflow's multi-GB images, and an image whose
+        dependencies changed shares no layer with its predecessor (both at once would need twice the disk).
         """
-        present = self._images()
-        loaded = [image.reference for image in images if image.reference not in present]
-        for image in images:
-            if image.reference in loaded:
-                self.ctr("images", "import", str(image.archive))
         wanted = {image.reference for image in images}
         repositories = {reference.rsplit(":", 1)[0] for reference in wanted}
         held = self._images()
@@ -107,6 +103,10 @@ class Node:
         stale += [ref for ref, digest in held.items() if ref.startswith("sha256:") and digest not in kept]
         if stale:
             self.ctr("images", "remove", "--sync", *stale)  # --sync: their layers are gone when it returns
+        loaded = [image.reference for image in images if image.reference not in held]
+        for image in images:
+            if image.reference in loaded:
+                self.ctr("images", "import", str(image.archive))
         return loaded
 
     def _images(self) -> dict[str, str]:

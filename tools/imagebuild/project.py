@@ -22,6 +22,7 @@ from imagebuild.spec import Base, ImageSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = "components/images.py"
+CHART_YAML = "charts/segflow/Chart.yaml"
 _PYTHON = ("python3", "python3-venv", "ca-certificates")
 
 # Debian bases. wget: KubeRay's readiness and liveness probes on Ray pods run it. The serving image
@@ -37,7 +38,8 @@ def version() -> str:
 
 def images() -> dict[str, ImageSpec]:
     """The table: every pipeline step and Ray pod run `segflow`; TorchServe and its gateway `segflow-serve`."""
-    common = {"context": ROOT, "version": version(), "exclude": (GENERATED,)}
+    # The chart's Chart.yaml holds the tag itself (appVersion), as the generated module does: neither may name it.
+    common = {"context": ROOT, "version": version(), "exclude": (GENERATED, CHART_YAML)}
     return {spec.name: spec for spec in (
         ImageSpec(name="segflow", repository="ghcr.io/segflow/segflow",
                   containerfile=ROOT / "docker/segflow.Dockerfile",
@@ -97,7 +99,7 @@ COPIES = (
     Copy("k8s/kustomization.yaml", r"^\s*- name: ghcr\.io/segflow/segflow\n\s*newTag: \"?([^\"\s]+)\"?$"),
     Copy("k8s/examples/rayjob-train.yaml", r"^\s*(?:- )?image: ghcr\.io/segflow/segflow:(\S+)$"),
     # The chart's image.tag defaults to its appVersion: the serving image and its gateway.
-    Copy("charts/segflow/Chart.yaml", r'^appVersion: "?([^"\s]+)"?$'),
+    Copy(CHART_YAML, r'^appVersion: "?([^"\s]+)"?$'),
 )
 PIPELINE_COPY = r"^\s*image: ghcr\.io/segflow/segflow:(\S+)$"
 
