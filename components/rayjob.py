@@ -214,8 +214,12 @@ def rayjob_manifest(name: str, recipe_uri: str, dataset_uri: str, out_uri: str, 
     }
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)  # a pod's stdout is a pipe: unflushed lines reach `kubectl logs` only at the end
+
+
 def submit_and_follow(api, manifest: dict, *, core=None, poll_s: float = 5.0, timeout_s: float | None = None,
-                      log=print) -> dict:
+                      log=_log) -> dict:
     """Create the RayJob and wait until KubeRay finishes it; raise PipelineError unless it completed.
 
     `api` is a kubernetes.client.CustomObjectsApi, `core` a CoreV1Api for the pods' state (None: no pod
