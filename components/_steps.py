@@ -65,22 +65,53 @@ def store_uri(artifact) -> str:
 
 
 def release_archive(archive, management_url: str, release) -> str:
-    """Deploy the archive on TorchServe when a management URL is known, else log the `helm upgrade` for it."""
-    from segflow.serving.deploy import MANAGEMENT_KEY_ENV, MANAGEMENT_URL_ENV, deploy, helm_command
+    """Make the archive live: upgrade the Helm release named at compile time, else register it on TorchServe
+    when a management URL is known, else log the `helm upgrade` for it."""
+    from segflow.serving.deploy import MANAGEMENT_URL_ENV
+    from segflow.serving.release import RELEASE_ENV
 
     archive_uri = store_uri(archive)
     url = management_url or os.environ.get(MANAGEMENT_URL_ENV, "")
     Path(release.path).mkdir(parents=True, exist_ok=True)
-    if url:
-        done = deploy(archive_uri, url, os.environ.get(MANAGEMENT_KEY_ENV), store_uri(release))
-        print(f"{done.name} version {done.version} is live on {url} (default before: {done.previous or 'none'})")
-        release.metadata.update({"mode": "torchserve", "management_url": url, "name": done.name,
-                                 "version": done.version, "previous": done.previous or "",
-                                 "registered": done.registered})
+    if os.environ.get(RELEASE_ENV):
+        _upgrade_release(archive_uri, archive.metadata["version"], release)
+    elif url:
+        _register_on_torchserve(archive_uri, url, release)
     else:
+        from segflow.serving.deploy import helm_command
+
         command = helm_command(archive_uri, archive.metadata["version"])
-        print(f"no TorchServe management URL ({MANAGEMENT_URL_ENV}); serve this archive with:\n{command}")
+        print(f"no Helm release ({RELEASE_ENV}) nor TorchServe management URL ({MANAGEMENT_URL_ENV}); serve this "
+              f"archive with:\n{command}")
         release.metadata.update({"mode": "helm", "helm_command": command})
     release.metadata["archive_uri"] = archive_uri
     (Path(release.path) / "release.json").write_text(json.dumps(release.metadata, indent=2))
     return archive_uri
+
+
+def _upgrade_release(archive_uri: str, archive_version: str, release) -> None:
+    """`helm upgrade` of the release SEGFLOW_HELM_RELEASE in SEGFLOW_HELM_NAMESPACE, else the step's own namespace."""
+    from segflow.errors import ServingError
+    from segflow.serving.release import NAMESPACE_ENV, RELEASE_ENV, upgrade_release
+
+    name = os.environ[RELEASE_ENV]
+    namespace = os.environ.get(NAMESPACE_ENV) or os.environ.get("SEGFLOW_NAMESPACE", "")
+    if not namespace:
+        raise ServingError(f"{RELEASE_ENV}={name} names no namespace: set {NAMESPACE_ENV}, or compile with "
+                           f"--helm-release {name}/NAMESPACE (in a cluster the step's own namespace is the default)")
+    done = upgrade_release(archive_uri, archive_version, name, namespace)
+    print(f"Helm release {namespace}/{name} revision {done.revision} ({done.status}) serves archive version "
+          f"{archive_version} (before: {done.previous_version or 'the latest'} of {done.previous_uri})")
+    release.metadata.update({"mode": "helm-release", "release": name, "namespace": namespace,
+                             "revision": done.revision, "status": done.status,
+                             "previous_version": done.previous_version, "previous_uri": done.previous_uri})
+
+
+def _register_on_torchserve(archive_uri: str, url: str, release) -> None:
+    from segflow.serving.deploy import MANAGEMENT_KEY_ENV, deploy
+
+    done = deploy(archive_uri, url, os.environ.get(MANAGEMENT_KEY_ENV), store_uri(release))
+    print(f"{done.name} version {done.version} is live on {url} (default before: {done.previous or 'none'})")
+    release.metadata.update({"mode": "torchserve", "management_url": url, "name": done.name,
+                             "version": done.version, "previous": done.previous or "",
+                             "registered": done.registered})

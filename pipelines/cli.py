@@ -150,16 +150,21 @@ TorchserveSecret = Annotated[str, typer.Option(
     help="Secret with TorchServe's management-url and management-key for the deploy step (must exist; "
          "default: none, deploy logs the `helm upgrade`)")]
 
+HelmRelease = Annotated[str, typer.Option(
+    help="NAME[/NAMESPACE]: the deploy step upgrades this Helm release of charts/segflow to the new archive and "
+         "waits for the rollout (rolled back if it fails); NAMESPACE defaults to the step's own. Needs "
+         "k8s/kubeflow/release-deployer.yaml (default: none)")]
 Ray = Annotated[str, typer.Option(
     help="the train step's Ray cluster (cluster=True), KEY=VALUE,... of workers, worker_gpus, worker_cpus, "
          "worker_memory, head_cpus, head_memory (default: 2 workers of 1 GPU, 4 CPUs, 24Gi; a head of 1 CPU, 8Gi)")]
 
 
-def _conventions(s3_endpoint: str, minio_secret: str, image: str, gpu: bool, torchserve_secret: str, ray: str):
+def _conventions(s3_endpoint: str, minio_secret: str, image: str, gpu: bool, torchserve_secret: str, ray: str,
+                 helm_release: str):
     from segflow.pipelines.conventions import ClusterConventions
 
     return ClusterConventions(s3_endpoint=s3_endpoint, minio_secret=minio_secret, image=image, gpu=gpu,
-                              torchserve_secret=torchserve_secret, ray=ray)
+                              torchserve_secret=torchserve_secret, ray=ray, helm_release=helm_release)
 
 
 def compile_pipelines(
@@ -171,11 +176,12 @@ def compile_pipelines(
     gpu: Gpu = True,
     torchserve_secret: TorchserveSecret = "",
     ray: Ray = "",
+    helm_release: HelmRelease = "",
 ) -> None:
     """Compile every pipeline to KFP v2 IR YAML (what the Kubeflow UI uploads) for a cluster's conventions."""
     from segflow.pipelines.compile import PIPELINES, compile_all
 
-    conventions = _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret, ray)
+    conventions = _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret, ray, helm_release)
     for path in compile_all(out_dir or PIPELINES, conventions):
         console.print(f"wrote {path}")
 
@@ -201,6 +207,7 @@ def submit(
     gpu: Gpu = True,
     torchserve_secret: TorchserveSecret = "",
     ray: Ray = "",
+    helm_release: HelmRelease = "",
 ) -> None:
     """Compile train_and_serve for the cluster and start a run of it on a Kubeflow Pipelines endpoint."""
     from segflow.config import load_recipe
@@ -208,5 +215,5 @@ def submit(
 
     url = submit_run(load_recipe(recipe, overrides), host, experiment, namespace,
                      KubeflowAuth.from_options(token_path, cookie),
-                     _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret, ray), data)
+                     _conventions(s3_endpoint, minio_secret, image, gpu, torchserve_secret, ray, helm_release), data)
     console.print(f"run started: {url}")

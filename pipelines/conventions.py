@@ -30,6 +30,9 @@ DOWNWARD_API = {"SEGFLOW_NAMESPACE": "metadata.namespace", "SEGFLOW_POD_NAME": "
 IMAGE_ENV, S3_ENDPOINT_ENV, S3_SECRET_ENV = "SEGFLOW_IMAGE", "SEGFLOW_S3_ENDPOINT", "SEGFLOW_S3_SECRET"
 TORCHSERVE_KEYS = {"management-url": "SEGFLOW_TORCHSERVE_MANAGEMENT_URL",
                    "management-key": "SEGFLOW_TORCHSERVE_MANAGEMENT_KEY"}
+# A Helm release name (Helm's own rule: a DNS label of at most 53 characters) and a namespace (a DNS label).
+_RELEASE = re.compile(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
@@ -43,6 +46,8 @@ class ClusterConventions:
     ray sizes the train step's RayJob, `KEY=VALUE,...` over segflow.components.rayjob.RAY_SIZE's keys (workers,
     worker_gpus, worker_cpus, worker_memory, head_cpus, head_memory); unset keys keep that module's defaults,
     except worker_gpus, which is 0 when gpu is False.
+    helm_release, `NAME[/NAMESPACE]`, is the chart's serving release the deploy step upgrades to the new
+    archive (NAMESPACE defaults to the step's own); empty: TorchServe's management API, else the logged command.
     """
 
     s3_endpoint: str = KUBEFLOW_MINIO
@@ -51,6 +56,7 @@ class ClusterConventions:
     gpu: bool = True
     torchserve_secret: str = ""
     ray: str = ""
+    helm_release: str = ""
 
     def __post_init__(self) -> None:
         endpoint = urlparse(self.s3_endpoint)
@@ -67,10 +73,25 @@ class ClusterConventions:
         if not self.image or any(c.isspace() for c in self.image):
             raise ConfigError(f"--image {self.image!r} is not an image reference, e.g. {BASE_IMAGE}")
         self.ray_env()  # refuses a malformed --ray now, not in the cluster
+        self.helm_env()
 
     def env(self) -> dict[str, str]:
         """The plain environment variables every task gets (besides the downward API's and the Secret's)."""
         return {IMAGE_ENV: self.image, S3_ENDPOINT_ENV: self.s3_endpoint, S3_SECRET_ENV: self.minio_secret}
+
+    def helm_env(self) -> dict[str, str]:
+        """The deploy step's SEGFLOW_HELM_RELEASE (and SEGFLOW_HELM_NAMESPACE when --helm-release names one)."""
+        from segflow.serving.release import NAMESPACE_ENV, RELEASE_ENV
+
+        if not self.helm_release:
+            return {}
+        name, _, namespace = self.helm_release.partition("/")
+        if not _RELEASE.fullmatch(name) or (namespace and not _NAMESPACE.fullmatch(namespace)) or \
+                self.helm_release.endswith("/"):
+            raise ConfigError(f"--helm-release {self.helm_release!r} is not NAME or NAME/NAMESPACE: a Helm release "
+                              "name (lower-case letters, digits and '-', at most 53) and a namespace, e.g. "
+                              "segflow/segflow, as docs/deploy.md installs the chart")
+        return {RELEASE_ENV: name} | ({NAMESPACE_ENV: namespace} if namespace else {})
 
     def ray_env(self) -> dict[str, str]:
         """The train step's SEGFLOW_RAY_* variables: the size of the Ray cluster its RayJob asks for."""

@@ -64,6 +64,12 @@ class ClusterPlacement:
         secret = self.conventions.torchserve_secret
         return _secret_as_env(task, secret, TORCHSERVE_KEYS) if secret else task
 
+    def with_helm_release(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
+        """The serving release the deploy step upgrades (--helm-release), as SEGFLOW_HELM_* variables, if one was."""
+        for name, value in self.conventions.helm_env().items():
+            task.set_env_variable(name, value)
+        return task
+
 
 class LocalPlacement:
     """kfp.local: tasks run in this interpreter, with this machine's environment; nothing is added.
@@ -82,6 +88,9 @@ class LocalPlacement:
         return task
 
     def with_torchserve(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
+        return task
+
+    def with_helm_release(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
         return task
 
 

@@ -5,8 +5,9 @@
 best trial's values. `cluster` switches training between local Ray in the step's pod and a KubeRay RayJob.
 `distill_student` (e.g. unet:depth=2,width=8) adds a distillation branch: the student trained
 against the model, then evaluated. The deploy step runs only when the evaluate step's quality
-metric reaches `deploy_min_metric`; it registers the archive with TorchServe (management URL
-from `torchserve_management_url`, or the Secret named at compile time) or emits the `helm upgrade`.
+metric reaches `deploy_min_metric`; it upgrades the chart's serving release named at compile time
+(--helm-release), else registers the archive with TorchServe (management URL from
+`torchserve_management_url`, or the Secret named at compile time), else emits the `helm upgrade`.
 `build(placement)` makes the pipeline for a cluster's conventions (segflow.pipelines.tasks:
 MinIO's address and Secret, the image, GPUs); `train_and_serve` is the one kfp.local runs.
 """
@@ -63,9 +64,9 @@ def build(c: Placement):
                          .set_display_name("evaluate student"))
         archive = c.in_cluster(package(model=trained.outputs["run"]).set_display_name("package"))
         with dsl.If(evaluated.outputs["Output"] >= deploy_min_metric, name="quality-gate"):
-            c.with_torchserve(c.in_cluster(deploy(archive=archive.outputs["archive"],
-                                                  management_url=torchserve_management_url)
-                                           .set_display_name("deploy")))
+            c.with_helm_release(c.with_torchserve(c.in_cluster(deploy(archive=archive.outputs["archive"],
+                                                                      management_url=torchserve_management_url)
+                                                               .set_display_name("deploy"))))
 
     return train_and_serve
 

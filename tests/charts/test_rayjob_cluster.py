@@ -33,6 +33,7 @@ import yaml
 from segflow.components.rayjob import GROUP, PLURAL, VERSION, ClusterSettings, rayjob_manifest, submit_and_follow
 from segflow.errors import PipelineError
 from support import node_images
+from support.kfp_pods import OUTPUT_METADATA, artifact, step_pod
 from support.kuberay import kubeflow_minio, kubeflow_secret, kuberay_operator
 
 pytestmark = pytest.mark.slow
@@ -98,59 +99,17 @@ def _compiled(folder: Path) -> Path:
     return folder / "train_and_serve.yaml"
 
 
-def _executor(pipeline: Path, step: str) -> tuple[dict, dict]:
-    """The step's container and its Kubernetes platform settings, from the compiled pipeline."""
-    spec, platform = [d for d in yaml.safe_load_all(pipeline.read_text()) if d]
-    executor = f"exec-{step}"
-    return (spec["deploymentSpec"]["executors"][executor]["container"],
-            platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].get(executor, {}))
-
-
-def _env(container: dict, platform: dict) -> list[dict]:
-    """The env KFP's driver gives the step's pod: the container's own, Secret keys and downward-API fields."""
-    env = [{"name": e["name"], "value": e["value"]} for e in container.get("env", [])]
-    for secret in platform.get("secretAsEnv", []):
-        name = secret.get("secretName") or secret["secretNameParameter"]["runtimeValue"]["constant"]
-        env += [{"name": k["envVar"], "valueFrom": {"secretKeyRef": {"name": name, "key": k["secretKey"]}}}
-                for k in secret["keyToEnv"]]
-    env += [{"name": f["name"], "valueFrom": {"fieldRef": {"fieldPath": f["fieldPath"]}}}
-            for f in platform.get("fieldPathAsEnv", [])]
-    return env
-
-
-def _artifact(name: str, schema: str, uri: str, metadata: dict | None = None) -> dict:
-    return {"artifacts": [{"name": name, "type": {"schemaTitle": schema}, "uri": uri, "metadata": metadata or {}}]}
-
-
 def _train_step_pod(pipeline: Path, name: str, recipe_json: str, dataset_uri: str, root: str) -> dict:
     """The train step's pod as KFP's driver would make it, cluster=True, printing the executor output at the end."""
-    container, platform = _executor(pipeline, "train")
     executor_input = {
         "inputs": {"parameterValues": {"recipe_json": recipe_json, "overrides_json": "{}", "cluster": True},
-                   "artifacts": {"dataset": _artifact("dataset", "system.Dataset", dataset_uri)}},
+                   "artifacts": {"dataset": artifact("dataset", "system.Dataset", dataset_uri)}},
         "outputs": {"parameters": {"Output": {"outputFile": "/tmp/kfp_outputs/Output"}},
-                    "artifacts": {"run": _artifact("run", "system.Model", f"{root}/run"),
-                                  "metrics": _artifact("metrics", "system.Metrics", f"{root}/metrics"),
-                                  "report": _artifact("report", "system.HTML", f"{root}/report")},
-                    "outputFile": "/tmp/kfp_outputs/output_metadata.json"}}
-    args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
-    script = " ".join(["exec", *map(_quote, container["command"] + args)])
-    command = ["sh", "-c", f"({script}) && echo EXECUTOR-OUTPUT && cat /tmp/kfp_outputs/output_metadata.json"]
-    env = _env(container, platform)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": PROFILE},
-            "spec": {"serviceAccountName": STEP_SA, "restartPolicy": "Never",
-                     "containers": [{"name": "main", "image": container["image"], "imagePullPolicy": "Never",
-                                     "command": command,
-                                     "env": env, "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}},
-                                     "volumeMounts": [{"name": "minio", "mountPath": "/minio"},
-                                                      {"name": "tmp", "mountPath": "/tmp"}]}],
-                     "volumes": [{"name": "minio", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]}}
-
-
-def _quote(word: str) -> str:
-    import shlex
-
-    return shlex.quote(word)
+                    "artifacts": {"run": artifact("run", "system.Model", f"{root}/run"),
+                                  "metrics": artifact("metrics", "system.Metrics", f"{root}/metrics"),
+                                  "report": artifact("report", "system.HTML", f"{root}/report")},
+                    "outputFile": OUTPUT_METADATA}}
+    return step_pod(pipeline, "train", executor_input, name=name, namespace=PROFILE, service_account=STEP_SA)
 
 
 def _prep_quickstart(minio, monkeypatch) -> tuple[object, str]:
