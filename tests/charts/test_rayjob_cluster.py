@@ -32,9 +32,10 @@ import yaml
 
 from segflow.components.rayjob import GROUP, PLURAL, VERSION, ClusterSettings, rayjob_manifest, submit_and_follow
 from segflow.errors import PipelineError
-from support import node_images
-from support.kfp_pods import OUTPUT_METADATA, artifact, step_pod
+from support import gobuild, node_images
+from support.kfp_pods import OUTPUT_METADATA, artifact, deploy_step_pod, executor_output, step_pod
 from support.kuberay import kubeflow_minio, kubeflow_secret, kuberay_operator
+from support.serving import encode, noise, post_prediction, tiny_segmenter
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -69,10 +70,12 @@ def _profile_rbac(namespace: str) -> list[dict]:
 
     Kubeflow's ClusterRole kubeflow-edit aggregates every ClusterRole labelled
     aggregate-to-kubeflow-edit (kubeflow/manifests, common/kubeflow-roles), and the profile
-    controller binds it to the profile's default-editor. k8s/kubeflow/rayjob-runner.yaml adds the
-    train step's rules through that label; the node's kube-controller-manager does the aggregating.
+    controller binds it to the profile's default-editor. k8s/kubeflow/rayjob-runner.yaml and
+    release-deployer.yaml add the train and deploy steps' rules through that label; the node's
+    kube-controller-manager does the aggregating.
     """
-    shipped = [o for o in yaml.safe_load_all((REPO / "k8s" / "kubeflow" / "rayjob-runner.yaml").read_text()) if o]
+    shipped = [o for name in ("rayjob-runner.yaml", "release-deployer.yaml")
+               for o in yaml.safe_load_all((REPO / "k8s" / "kubeflow" / name).read_text()) if o]
     kubeflow_edit = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                      "metadata": {"name": "kubeflow-edit"},
                      "aggregationRule": {"clusterRoleSelectors": [
@@ -92,10 +95,10 @@ def api(cluster):
     return client.CustomObjectsApi(node.api.client()), client.CoreV1Api(node.api.client())
 
 
-def _compiled(folder: Path) -> Path:
+def _compiled(folder: Path, *options: str) -> Path:
     """train_and_serve compiled by `segflow pipeline compile` with COMPILE, as a user would for this cluster."""
     subprocess.run([str(Path(sys.executable).with_name("segflow")), "pipeline", "compile", "--out-dir", str(folder),
-                    *COMPILE], check=True, capture_output=True, text=True)
+                    *COMPILE, *options], check=True, capture_output=True, text=True)
     return folder / "train_and_serve.yaml"
 
 
@@ -187,9 +190,9 @@ def test_the_train_step_trains_with_ddp_on_two_worker_pods_and_survives_losing_o
     assert phase == "Succeeded", f"the train step ended {phase}:\n{log[-4000:]}\n{node.diagnose(PROFILE)}"
     assert seen - {w["metadata"]["name"] for w in workers}, "KubeRay never replaced the killed worker pod"
     cluster_s = time.monotonic() - started
-    executor_output = json.loads(log.split("EXECUTOR-OUTPUT", 1)[1])
-    quality = executor_output["parameterValues"]["Output"]
-    model = executor_output["artifacts"]["run"]["artifacts"][0]["metadata"]
+    outputs = executor_output(log)
+    quality = outputs["parameterValues"]["Output"]
+    model = outputs["artifacts"]["run"]["artifacts"][0]["metadata"]
     # the model and its evaluation are in MinIO, where the step's Model artifact says
     assert open_store(model["model_uri"]).list(), model
     history = json.loads(open_store(out).get_text("eval/history.json"))
@@ -292,3 +295,72 @@ def test_the_rayjob_goes_with_the_step_pod_it_belongs_to(cluster, api):
     custom.create_namespaced_custom_object(GROUP, VERSION, PROFILE, PLURAL, manifest)
     core.delete_namespaced_pod("step", PROFILE, grace_period_seconds=0)
     assert _gone(custom, "segflow-owned", 60), "the garbage collector left the RayJob of a deleted pod"
+
+
+SERVED = "tiny"  # the served model's name
+SERVED_ARCHIVE = f"s3://mlpipeline/serving/{SERVED}/archive"
+
+
+def _publish(minio, folder: Path, seed: int, monkeypatch) -> tuple[str, str]:
+    """`segflow package` of a tiny U-Net into Kubeflow's MinIO: (archive version, model version)."""
+    from segflow.models.artifact import save_model
+    from segflow.serving.archive import package
+
+    for key, value in minio.env().items():
+        monkeypatch.setenv(key, value)
+    model, config = tiny_segmenter(seed)
+    card = save_model(str(folder / "model"), model, config, {"recipe": {"name": SERVED}}, [])
+    return package(str(folder / "model"), SERVED_ARCHIVE, name=SERVED).version, card["version"]
+
+
+def _served_version(node, timeout: float = 60) -> str:
+    """The model version the release's Service answers with (X-Segflow-Model-Version), through the gateway."""
+    import base64
+
+    spec = json.loads(node.kubectl("-n", PROFILE, "get", "service", "segflow", "-o", "json").stdout)["spec"]
+    (port,) = [p["port"] for p in spec["ports"] if p["name"] == "http"]
+    token = base64.b64decode(node.kubectl("-n", PROFILE, "get", "secret", "segflow-auth", "-o",
+                                          "jsonpath={.data.token}").stdout).decode()
+    status, headers, body = post_prediction(f"http://{spec['clusterIP']}:{port}/predictions/{SERVED}", token,
+                                            encode(noise(30, 30), "PNG"), timeout=timeout)
+    assert status == 200, body[:300]
+    return headers["X-Segflow-Model-Version"]
+
+
+@pytest.mark.timeout(1500)
+def test_the_deploy_step_upgrades_the_serving_release_and_the_new_version_answers(cluster, serve_image, monkeypatch,
+                                                                                 tmp_path):
+    """The chart serves archive v1 in the profile namespace; the pipeline's deploy step (compiled with
+    --helm-release segflow) runs helm upgrade as default-editor, and the Service then answers with v2."""
+    import helm_python
+
+    node, minio, _ = cluster
+    node.load_images([serve_image])
+    node.api.install_crds([crd for crd in gobuild.prometheus_operator_crds()  # the chart's monitoring kinds
+                           if crd.name.endswith(("_servicemonitors.yaml", "_prometheusrules.yaml"))])
+    v1, model_v1 = _publish(minio, tmp_path / "v1", 0, monkeypatch)
+    v2, model_v2 = _publish(minio, tmp_path / "v2", 1, monkeypatch)
+    values = {"model": {"name": SERVED, "archiveUri": SERVED_ARCHIVE, "archiveVersion": v1},
+              "s3": {"endpoint": minio.in_cluster, "existingSecret": "mlpipeline-minio-artifact"},
+              "torchserve": {"resources": {"requests": {"cpu": "200m", "memory": "1Gi"},
+                                           "limits": {"cpu": "2", "memory": "4Gi"}}}}
+    helm = helm_python.Config(kubeconfig_path=str(node.api.kubeconfig), namespace=PROFILE)
+    helm.install(str(REPO / "charts" / "segflow"), "segflow", values, namespace=PROFILE, timeout=420, wait="watcher")
+    try:
+        assert _served_version(node) == model_v1
+
+        pipeline = _compiled(tmp_path / "compiled", "--helm-release", "segflow")
+        started = time.monotonic()
+        node.apply([deploy_step_pod(pipeline, SERVED_ARCHIVE.replace("s3://", "minio://"), v2,
+                                    "minio://mlpipeline/v2/artifacts/e2e/deploy/release", name="deploy",
+                                    namespace=PROFILE, service_account=STEP_SA)])
+        phase, _ = _wait_finished(node, "deploy", timeout=900)
+        log = node.kubectl("-n", PROFILE, "logs", "deploy").stdout
+        assert phase == "Succeeded", f"the deploy step ended {phase}:\n{log[-4000:]}\n{node.diagnose(PROFILE)}"
+        release = executor_output(log)["artifacts"]["release"]["artifacts"][0]["metadata"]
+        print(f"deploy step: helm upgrade to archive {v2} done in {time.monotonic() - started:.0f} s")
+        assert release["mode"] == "helm-release" and release["revision"] == 2
+        assert release["previous_version"] == v1 and release["namespace"] == PROFILE
+        assert _served_version(node) == model_v2  # the Service answers with the new model
+    finally:
+        helm.uninstall("segflow", timeout=180)

@@ -23,8 +23,10 @@ RUNNER_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:segflow", "sy
 
 @pytest.fixture(scope="module")
 def cluster(kube_api):
+    """k8s/ applied as docs/deploy.md says, then its example RayJob (`kubectl apply -f k8s/examples/...`)."""
     kube_api.install_crds()
     kube_api.apply_k8s()
+    kube_api.kubectl("apply", "-f", str(K8S / "examples" / "rayjob-train.yaml"))
     return kube_api
 
 
@@ -36,16 +38,16 @@ def test_the_crds_install_and_serve_their_kinds(kube_api):
     assert set(resources) == {"rayjobs.ray.io", "rayclusters.ray.io"}
 
 
-def test_k8s_applies_and_the_rayjob_is_stored_as_written(cluster):
+def test_k8s_and_its_example_apply_and_the_rayjob_is_stored_as_written(cluster):
     stored = yaml.safe_load(cluster.kubectl("-n", "segflow", "get", "rayjob", "segflow-train", "-o", "yaml").stdout)
     written = next(d for d in yaml.safe_load_all((K8S / "examples" / "rayjob-train.yaml").read_text()) if d)
     assert stored["spec"]["entrypoint"] == written["spec"]["entrypoint"]
     # Nothing pruned: a field the CRD does not know would be dropped silently by a lenient server.
     assert not_as_written(written["spec"], stored["spec"]) == []
     head = stored["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert head["image"] == SEGFLOW  # kustomize's images: pin (make image-tag writes both), as applied
+    assert head["image"] == SEGFLOW  # make image-tag writes the example's tag
     kinds = cluster.kubectl("-n", "segflow", "get", "serviceaccounts,roles,rolebindings", "-o", "name").stdout.split()
-    assert {"serviceaccount/segflow-pipeline-runner", "serviceaccount/segflow-ray",
+    assert {"serviceaccount/segflow-pipeline-runner",
             "role.rbac.authorization.k8s.io/segflow-rayjob-runner",
             "rolebinding.rbac.authorization.k8s.io/segflow-rayjob-runner"} <= set(kinds)
 
