@@ -12,6 +12,13 @@ become ready in time (an archive that fails its sha256 check, a model that does 
 rolls the release back to the revision that served before, so the previous version keeps answering
 and the step fails with what Helm saw.
 
+Helm 4 applies server-side and names the field manager after the program: basename(argv[0])
+(helm.sh/helm/v4 pkg/kube/client.go, getManagedFieldsManager). A release installed with the helm
+CLI is owned by "helm"; upgraded from Python it would be "python3", and the API server refuses the
+apply with conflicts on every field the chart sets. So the upgrade runs in a child Python process
+whose argv[0] is "helm": the step owns the same fields a person's `helm install` / `helm upgrade`
+does, and either can follow the other.
+
 Cluster access is the usual one: KUBECONFIG when set (read here: the Helm SDK's Go runtime only
 sees the environment the process started with), else ~/.kube/config, else the pod's ServiceAccount
 (client-go's in-cluster config when KUBERNETES_SERVICE_HOST is set), which is how the step runs.
@@ -19,8 +26,13 @@ sees the environment the process started with), else ~/.kube/config, else the po
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+import site
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from segflow.errors import ServingError
@@ -35,6 +47,13 @@ CHECKOUT_CHART = Path(__file__).resolve().parents[1] / "charts" / "segflow"
 ROLE = "segflow-release-deployer"  # k8s/kubeflow/release-deployer.yaml
 MAX_HISTORY = 10  # revisions Helm keeps, as the helm CLI's upgrade does by default
 DEFAULT_TIMEOUT_S = 900  # a replica fetches and loads its archive within torchserve.startupSeconds (600 s)
+FIELD_MANAGER = "helm"  # the argv[0] the upgrade runs under: the helm CLI's field manager
+# The child's program. Python finds its venv from argv[0], which is "helm" there: it adds this process's
+# site-packages itself (.pth files included: an editable install's finder), then runs this module.
+_CHILD = ("import runpy, site, sys\n"
+          "for folder in sys.argv.pop(1).split(':'):\n"
+          "    site.addsitedir(folder)\n"
+          f"runpy.run_module({__name__!r}, run_name='__main__', alter_sys=True)\n")
 
 
 @dataclass(frozen=True)
@@ -68,16 +87,39 @@ def upgrade_release(archive_uri: str, archive_version: str, release: str, namesp
     """`helm upgrade RELEASE CHART -n NAMESPACE --reuse-values` to serve ARCHIVE_VERSION of ARCHIVE_URI, waited for.
 
     A rollout that does not finish within TIMEOUT_S is rolled back by Helm (the previous version keeps
-    serving) and raises ServingError, as do a missing release and missing rights.
+    serving) and raises ServingError, as do a missing release and missing rights. Runs in a child
+    process named FIELD_MANAGER (see the module's docstring).
     """
+    request = {"archive_uri": archive_uri, "archive_version": archive_version, "release": release,
+               "namespace": namespace, "chart": str(chart or find_chart()), "timeout_s": timeout_s}
+    with tempfile.TemporaryDirectory(prefix="segflow-helm-") as folder:
+        answer = Path(folder) / "answer.json"
+        # cwd: a folder of its own, so that no checkout's segflow/ in the caller's cwd shadows the installed package
+        env = os.environ | ({"KUBECONFIG": os.pathsep.join(str(Path(p).resolve()) for p in
+                                                           os.environ["KUBECONFIG"].split(os.pathsep))}
+                            if os.environ.get("KUBECONFIG") else {})
+        done = subprocess.run([FIELD_MANAGER, "-c", _CHILD, os.pathsep.join(site.getsitepackages()),
+                               json.dumps(request), str(answer)],
+                              executable=sys.executable, capture_output=True, text=True, cwd=folder, env=env)
+        if not answer.is_file():
+            raise ServingError(f"the Helm upgrade of {namespace}/{release} stopped (exit {done.returncode}) without "
+                               f"an answer: {(done.stderr or done.stdout).strip()[-2000:]}")
+        result = json.loads(answer.read_text())
+    if "error" in result:
+        raise ServingError(result["error"])
+    return ReleaseUpgrade(**result)
+
+
+def _upgrade(archive_uri: str, archive_version: str, release: str, namespace: str, chart: str,
+             timeout_s: int) -> ReleaseUpgrade:
+    """The upgrade itself, in the process named FIELD_MANAGER."""
     import helm_python
 
-    chart = chart or find_chart()
     with _config(namespace) as helm:
         previous = _served(helm, release, namespace)
         values = {"model": {"archiveUri": archive_uri, "archiveVersion": archive_version}}
         try:
-            done = helm.upgrade(str(chart), release, values, namespace=namespace, reuse_values=True, wait="watcher",
+            done = helm.upgrade(chart, release, values, namespace=namespace, reuse_values=True, wait="watcher",
                                 timeout=timeout_s, rollback_on_failure=True, max_history=MAX_HISTORY,
                                 description=f"segflow deploy: archive version {archive_version}")
         except helm_python.HelmError as exc:
@@ -145,8 +187,18 @@ def _upgrade_failed(exc, helm, release: str, namespace: str, version: str, timeo
     except helm_python.HelmError as status_error:
         state = f"its state could not be read ({status_error})"
     reason = (f"its rollout did not finish within {timeout_s} s" if "context deadline exceeded" in detail
+              else "another field manager owns fields the chart sets (something other than helm changed the "
+                   "release's objects: `kubectl get -o yaml --show-managed-fields` names it)" if "conflict" in detail
               else "Helm refused it")
     return ServingError(
         f"upgrade of Helm release {namespace}/{release} to archive version {version} failed: {reason}; Helm rolled "
         f"it back (rollback_on_failure), {state}. Helm said: {detail}. See why the new pods did not become ready: "
         f"`kubectl -n {namespace} describe pods -l app.kubernetes.io/instance={release}` and their fetch-model log")
+
+
+if __name__ == "__main__":  # the child upgrade_release starts: argv[1] the request, argv[2] where the answer goes
+    request, answer = json.loads(sys.argv[1]), Path(sys.argv[2])
+    try:
+        answer.write_text(json.dumps(asdict(_upgrade(**request))))
+    except ServingError as exc:
+        answer.write_text(json.dumps({"error": str(exc)}))

@@ -33,6 +33,7 @@ import yaml
 from segflow.components.rayjob import GROUP, PLURAL, VERSION, ClusterSettings, rayjob_manifest, submit_and_follow
 from segflow.errors import PipelineError
 from support import gobuild, node_images
+from support.helm import helm_cli
 from support.kfp_pods import OUTPUT_METADATA, artifact, deploy_step_pod, executor_output, step_pod
 from support.kuberay import kubeflow_minio, kubeflow_secret, kuberay_operator
 from support.serving import encode, noise, post_prediction, tiny_segmenter
@@ -332,8 +333,6 @@ def test_the_deploy_step_upgrades_the_serving_release_and_the_new_version_answer
                                                                                  tmp_path):
     """The chart serves archive v1 in the profile namespace; the pipeline's deploy step (compiled with
     --helm-release segflow) runs helm upgrade as default-editor, and the Service then answers with v2."""
-    import helm_python
-
     node, minio, _ = cluster
     node.load_images([serve_image])
     node.api.install_crds([crd for crd in gobuild.prometheus_operator_crds()  # the chart's monitoring kinds
@@ -344,8 +343,9 @@ def test_the_deploy_step_upgrades_the_serving_release_and_the_new_version_answer
               "s3": {"endpoint": minio.in_cluster, "existingSecret": "mlpipeline-minio-artifact"},
               "torchserve": {"resources": {"requests": {"cpu": "200m", "memory": "1Gi"},
                                            "limits": {"cpu": "2", "memory": "4Gi"}}}}
-    helm = helm_python.Config(kubeconfig_path=str(node.api.kubeconfig), namespace=PROFILE)
-    helm.install(str(REPO / "charts" / "segflow"), "segflow", values, namespace=PROFILE, timeout=420, wait="watcher")
+    # installed by an admin with the helm command: the release's objects are field manager "helm"'s
+    helm_cli(node.api.kubeconfig, "install", "segflow", str(REPO / "charts" / "segflow"), "-n", PROFILE,
+             "--wait=watcher", "--timeout=7m", values=values)
     try:
         assert _served_version(node) == model_v1
 
@@ -363,4 +363,4 @@ def test_the_deploy_step_upgrades_the_serving_release_and_the_new_version_answer
         assert release["previous_version"] == v1 and release["namespace"] == PROFILE
         assert _served_version(node) == model_v2  # the Service answers with the new model
     finally:
-        helm.uninstall("segflow", timeout=180)
+        helm_cli(node.api.kubeconfig, "uninstall", "segflow", "-n", PROFILE, "--wait", "--timeout=3m")

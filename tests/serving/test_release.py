@@ -22,7 +22,7 @@ import yaml
 from segflow.errors import ServingError
 from segflow.serving import release as release_module
 from segflow.serving.release import ROLE, find_chart, upgrade_release
-from support.helm import CHART
+from support.helm import CHART, helm_cli
 from support.kube import K8S, SCHEMAS
 
 NAMESPACE = "segflow-release"
@@ -71,10 +71,7 @@ def deployer(cluster, tmp_path_factory) -> Path:
 
 def _install(cluster, name: str) -> None:
     """`helm install NAME charts/segflow` by the admin, serving archive version v1 (no wait: no pod starts here)."""
-    import helm_python
-
-    with helm_python.Config(kubeconfig_path=str(cluster.kubeconfig), namespace=NAMESPACE) as helm:
-        helm.install(str(CHART), name, INSTALLED, namespace=NAMESPACE)
+    helm_cli(cluster.kubeconfig, "install", name, str(CHART), "-n", NAMESPACE, values=INSTALLED)
 
 
 def _archive_source(cluster, name: str) -> str:

@@ -69,3 +69,30 @@ def find(objects: list[dict], kind: str, name: str | None = None) -> dict:
     kinds = [o["kind"] for o in objects]
     assert len(matches) == 1, f"{len(matches)} {kind} objects named {name or 'anything'} in {kinds}"
     return matches[0]
+
+
+def helm_cli(kubeconfig: Path, *args: str, values: dict | None = None, timeout: float = 600) -> str:
+    """The helm command (Helm 4, built from its Go module by gobuild.helm()) as an admin types it; its output.
+
+    Releases a person installs this way are owned by field manager "helm", which is what the pipeline's
+    deploy step has to live with (segflow.serving.release); the Helm SDK in the test process would be "python".
+    VALUES, when given, go in as a `-f` file.
+    """
+    import subprocess
+    import tempfile
+
+    from support import gobuild
+    from support.real import unavailable
+
+    built = gobuild.helm()
+    if not built.ok:
+        unavailable(f"no helm command: {built.error.splitlines()[0]}")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        yaml.safe_dump(values or {}, file)
+        file.flush()
+        result = subprocess.run([str(built.binaries["helm"]), "--kubeconfig", str(kubeconfig), *args,
+                                 *(["-f", file.name] if values is not None else [])],
+                                capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result.stdout
