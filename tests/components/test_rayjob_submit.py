@@ -91,7 +91,8 @@ def test_follows_a_job_to_success(api):
 
 def test_a_failed_job_fails_the_step_with_the_jobs_message(api):
     replay("rayjob_failed.json")
-    with pytest.raises(PipelineError, match=r"(?s)ended Failed \(AppFailed\), job FAILED: Job entrypoint command failed.*NaN/inf in epoch 3"):
+    with pytest.raises(PipelineError, match=r"(?s)ended Failed \(AppFailed\), job FAILED: "
+                                            r"Job entrypoint command failed.*NaN/inf in epoch 3"):
         submit_and_follow(api, manifest(), poll_s=0.01)
 
 

@@ -57,7 +57,8 @@ def test_the_k8s_rayjob_is_accepted_as_written(kuberay_api):
     assert accepted.returncode == 0, accepted.stderr
     # Nothing pruned: a field this release's schema does not know would be dropped silently.
     assert not_as_written(written["spec"], yaml.safe_load(accepted.stdout)["spec"]) == []
-    applied = kuberay_api.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(K8S / "examples" / "rayjob-train.yaml"),
+    example = str(K8S / "examples" / "rayjob-train.yaml")
+    applied = kuberay_api.kubectl("apply", "--server-side", "--dry-run=server", "-f", example,
                                   check=False)
     assert applied.returncode == 0, applied.stderr
 
