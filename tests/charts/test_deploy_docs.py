@@ -144,7 +144,7 @@ def session(kube_node, serve_image, tmp_path_factory):
         unavailable(f"no helm command: {helm.error.splitlines()[0]}")
     minio = node_images.minio()
     kube_node.load_images([serve_image, minio])
-    kube_node.api.install_crds()  # KubeRay's (k8s/ holds a RayJob) and the ServiceMonitor and PrometheusRule kinds
+    kube_node.api.install_crds()  # what section 1 installs: KubeRay's, and the ServiceMonitor and PrometheusRule kinds
     folder = tmp_path_factory.mktemp("user")
     for name in ("charts", "k8s"):
         (folder / name).symlink_to(ROOT / name)
@@ -193,7 +193,9 @@ def test_section_2_namespace_secret_and_a_packaged_model(session):
     user.run(rbac)
     secret = json.loads(node.kubectl("-n", NAMESPACE, "get", "secret", "segflow-minio", "-o", "json").stdout)
     assert set(secret["data"]) == {"accesskey", "secretkey"}
-    assert node.kubectl("-n", NAMESPACE, "get", "rayjobs", "-o", "name").stdout.strip()  # k8s/ applied as a whole
+    # k8s/ applied as a whole: the pipeline runner's account and role, and nothing started (no RayJob)
+    assert node.kubectl("-n", NAMESPACE, "get", "serviceaccount", "segflow-pipeline-runner", "-o", "name").stdout
+    assert not node.kubectl("-n", NAMESPACE, "get", "rayjobs", "-o", "name").stdout.strip()
     user.substitutions["http://127.0.0.1:9000"] = _your_minio(node, minio, keys)
     printed = user.run(train)
     assert EXAMPLE_VERSIONS[0] in user.substitutions, printed  # `segflow package` printed its version
