@@ -8,6 +8,6 @@ components' base image, RayJobs, and the literal copies the same command rewrite
 compiled pipelines). tests/docker/test_image_tag.py fails when this file is stale.
 """
 
-TAG = "0.1.0-b5c9024f7bc1"
-SEGFLOW = "ghcr.io/segflow/segflow:0.1.0-b5c9024f7bc1"  # pipeline steps, Ray head and workers
-SERVE = "ghcr.io/segflow/segflow-serve:0.1.0-b5c9024f7bc1"  # TorchServe, its gateway, the web page
+TAG = "0.1.0-43e07c8e3747"
+SEGFLOW = "ghcr.io/segflow/segflow:0.1.0-43e07c8e3747"  # pipeline steps, Ray head and workers
+SERVE = "ghcr.io/segflow/segflow-serve:0.1.0-43e07c8e3747"  # TorchServe, its gateway, the web page

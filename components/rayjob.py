@@ -184,8 +184,10 @@ def rayjob_manifest(name: str, recipe_uri: str, dataset_uri: str, out_uri: str, 
         "metadata": metadata,
         "spec": {
             "entrypoint": entrypoint,
+            # The Ray cluster (and its GPUs) goes a minute after the job ends; the RayJob and its submitter Job,
+            # with the driver's log, stay until the step's pod goes (ownerReference) or someone deletes them.
             "shutdownAfterJobFinishes": True,
-            "ttlSecondsAfterFinished": 3600,
+            "ttlSecondsAfterFinished": 60,
             "backoffLimit": settings.backoff_limit,
             "activeDeadlineSeconds": settings.active_deadline_s,
             # The submitter only runs `ray job submit` and follows the logs: KubeRay's default asks for half a CPU.

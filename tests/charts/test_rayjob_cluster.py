@@ -146,9 +146,13 @@ def _wait_for_checkpoint(node, out: str, pod: str, timeout: float) -> None:
     raise AssertionError(f"no checkpoint under {out}/ray within {timeout:.0f} s:\n{node.diagnose(PROFILE)}")
 
 
-def _workers(node) -> set[str]:
-    return set(node.kubectl("-n", PROFILE, "get", "pods", "-l", "ray.io/node-type=worker", "-o",
+def _workers(node, kind: str = "worker") -> set[str]:
+    return set(node.kubectl("-n", PROFILE, "get", "pods", "-l", f"ray.io/node-type={kind}", "-o",
                             "jsonpath={.items[*].metadata.name}").stdout.split())
+
+
+def _heads(node) -> set[str]:
+    return _workers(node, "head")
 
 
 def _wait_finished(node, pod: str, timeout: float) -> tuple[str, set[str]]:
@@ -208,6 +212,11 @@ def test_the_train_step_trains_with_ddp_on_two_worker_pods_and_survives_losing_o
     print(f"cluster: mIoU {quality:.4f} in {cluster_s:.0f} s (a worker pod killed after the first checkpoint); "
           f"local: mIoU {local_quality:.4f} in {time.monotonic() - started:.0f} s")
     assert abs(quality - local_quality) <= 0.05
+    # the Ray cluster is released soon after the job (ttlSecondsAfterFinished), not held with its resources
+    deadline = time.monotonic() + 180
+    while _workers(node) | _heads(node) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert not _workers(node) | _heads(node), "the finished RayJob's Ray cluster still holds its pods"
 
 
 def _manifest(name: str, image: str, **spec) -> dict:

@@ -108,7 +108,8 @@ def test_the_build_context_holds_what_the_install_needs_and_no_compiled_pipeline
     sent = context_files(ROOT)
     tops = {path.split("/")[0] for path in sent}
     assert {"pyproject.toml", "setup.py", "constraints.txt", "scripts", "segflow", "components",
-            "pipelines", "serving", "configs"} == tops  # no README.md: documentation edits name no new image
+            "pipelines", "serving", "configs", "charts"} == tops  # no README.md: documentation edits name no new image
+    assert "charts/segflow/Chart.yaml" in sent  # the deploy step upgrades the serving release with it
     assert "components/images.py" in sent  # installed as segflow.components.images
     assert not [path for path in sent if path.startswith("pipelines/") and path.endswith(".yaml")]
     assert not [path for path in sent if "__pycache__" in path or ".egg-info" in path]
