@@ -94,26 +94,26 @@ def kube_node(tmp_path_factory) -> Node:
         unavailable(f"no Kubernetes node: {exc}")
 
 
-@pytest.fixture(scope="session")
-def segflow_image():
-    """segflow (pipeline steps, Ray head and workers) built by tools/imagebuild at the tag the current sources give."""
+def _project_image(name: str):
+    """NAME of `make images`, built by tools/imagebuild at the current sources' tag (cached: seconds when built)."""
     from imagebuild import ImageBuildError, build, project
 
     try:
-        return build(project.images()["segflow"], project.tag())
+        return build(project.images()[name], project.tag())
     except ImageBuildError as exc:
-        unavailable(f"the segflow image cannot be built here: {exc}")
+        unavailable(f"the {name} image cannot be built here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def segflow_image():
+    """segflow: the pipeline steps, the Ray head and workers of a RayJob."""
+    return _project_image("segflow")
 
 
 @pytest.fixture(scope="session")
 def serve_image():
-    """segflow-serve built by tools/imagebuild at the tag the current sources give (cached: seconds when built)."""
-    from imagebuild import ImageBuildError, build, project
-
-    try:
-        return build(project.images()["segflow-serve"], project.tag())
-    except ImageBuildError as exc:
-        unavailable(f"the segflow-serve image cannot be built here: {exc}")
+    """segflow-serve: the chart's TorchServe, gateway and web page."""
+    return _project_image("segflow-serve")
 
 
 @pytest.fixture

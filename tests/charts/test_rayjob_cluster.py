@@ -35,7 +35,7 @@ from segflow.errors import PipelineError
 from support import gobuild, node_images
 from support.helm import helm_cli
 from support.kfp_pods import OUTPUT_METADATA, artifact, deploy_step_pod, executor_output, step_pod
-from support.kuberay import kubeflow_minio, kubeflow_secret, kuberay_operator
+from support.kuberay import kubeflow_minio, kubeflow_rbac, kubeflow_secret, kuberay_operator
 from support.serving import encode, noise, post_prediction, tiny_segmenter
 
 pytestmark = pytest.mark.slow
@@ -55,8 +55,6 @@ def cluster(kube_node, segflow_image):
     with kuberay_operator(kube_node), kubeflow_minio(kube_node) as minio:
         try:
             kube_node.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROFILE}},
-                             {"apiVersion": "v1", "kind": "ServiceAccount",
-                              "metadata": {"name": STEP_SA, "namespace": PROFILE}},
                              kubeflow_secret(PROFILE), *rbac])
             yield kube_node, minio, segflow_image.reference
         finally:
@@ -67,25 +65,14 @@ def cluster(kube_node, segflow_image):
 
 
 def _profile_rbac(namespace: str) -> list[dict]:
-    """A profile's RBAC as Kubeflow 1.10 makes it, plus what k8s/ ships for segflow's train step.
+    """A profile's RBAC as Kubeflow 1.10 makes it, plus what k8s/ ships for segflow's steps.
 
-    Kubeflow's ClusterRole kubeflow-edit aggregates every ClusterRole labelled
-    aggregate-to-kubeflow-edit (kubeflow/manifests, common/kubeflow-roles), and the profile
-    controller binds it to the profile's default-editor. k8s/kubeflow/rayjob-runner.yaml and
-    release-deployer.yaml add the train and deploy steps' rules through that label; the node's
-    kube-controller-manager does the aggregating.
+    k8s/kubeflow/rayjob-runner.yaml and release-deployer.yaml add the train and deploy steps' rules to
+    kubeflow-edit through its aggregation label; the node's kube-controller-manager does the aggregating.
     """
     shipped = [o for name in ("rayjob-runner.yaml", "release-deployer.yaml")
                for o in yaml.safe_load_all((REPO / "k8s" / "kubeflow" / name).read_text()) if o]
-    kubeflow_edit = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                     "metadata": {"name": "kubeflow-edit"},
-                     "aggregationRule": {"clusterRoleSelectors": [
-                         {"matchLabels": {"rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit": "true"}}]}}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "default-editor", "namespace": namespace},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeflow-edit"},
-               "subjects": [{"kind": "ServiceAccount", "name": STEP_SA, "namespace": namespace}]}
-    return [kubeflow_edit, *shipped, binding]
+    return [*kubeflow_rbac([namespace]), *shipped]
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import pytest
 from support import gobuild
 from support.helm import VALUE_SETS, render_objects
 from support.kube import K8S, SCHEMAS
+from support.kuberay import kubeflow_rbac
 from support.net import logged_process
 
 PROFILE, OTHER_PROFILE = "kubeflow-user-alice", "kubeflow-user-bob"
@@ -47,24 +48,10 @@ DEPLOYER_REFUSED = [("create", "", "pods"), ("update", "apps", "deployments"), (
 
 
 def _kubeflow(profiles: list[str]) -> list[dict]:
-    """Kubeflow's own RBAC objects that segflow's rely on, as its manifests and profile controller create them
+    """Kubeflow's own RBAC objects that segflow's rely on, and standalone KFP's pipeline-runner
     (in existing namespaces: a server-side dry run creates none)."""
-    edit = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "kubeflow-edit"},
-            "aggregationRule": {"clusterRoleSelectors": [
-                {"matchLabels": {"rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit": "true"}}]},
-            "rules": []}
-    objects = [edit,
-               {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "pipeline-runner",
-                                                                           "namespace": "kubeflow"}}]
-    for profile in profiles:
-        objects += [{"apiVersion": "v1", "kind": "ServiceAccount",
-                     "metadata": {"name": "default-editor", "namespace": profile}},
-                    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                     "metadata": {"name": "default-editor", "namespace": profile},
-                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                 "name": "kubeflow-edit"},
-                     "subjects": [{"kind": "ServiceAccount", "name": "default-editor", "namespace": profile}]}]
-    return objects
+    return [*kubeflow_rbac(profiles), {"apiVersion": "v1", "kind": "ServiceAccount",
+                                       "metadata": {"name": "pipeline-runner", "namespace": "kubeflow"}}]
 
 
 @pytest.fixture(scope="module")

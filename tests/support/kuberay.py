@@ -21,15 +21,14 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
 from support import gobuild, node_images
+from support.kube import kubectl
 
 NAMESPACE = "ray-system"
 KUBEFLOW = "kubeflow"
@@ -42,8 +41,7 @@ FIELD_MANAGER = "segflow-tests"
 def _upstream() -> list[dict]:
     """KubeRay's default deployment as `kubectl kustomize` renders it from the module source, less its CRDs."""
     config = gobuild.kuberay_crds()[0].parents[2]  # config/crd/bases/X.yaml -> config
-    kubectl = Path(sys.executable).with_name("kubectl")
-    rendered = subprocess.run([str(kubectl if kubectl.is_file() else "kubectl"), "kustomize", str(config / "default")],
+    rendered = subprocess.run([kubectl(), "kustomize", str(config / "default")],
                               capture_output=True, text=True, check=True).stdout
     return [o for o in yaml.safe_load_all(rendered) if o and o["kind"] != "CustomResourceDefinition"]
 
@@ -104,6 +102,29 @@ def kubeflow_secret(namespace: str) -> dict:
     """The Secret Kubeflow's profile controller copies into every profile namespace."""
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": MINIO_SECRET, "namespace": namespace},
             "stringData": MINIO_KEYS}
+
+
+def kubeflow_rbac(profiles: list[str]) -> list[dict]:
+    """Kubeflow's RBAC that segflow's relies on, as its manifests and profile controller make it.
+
+    The ClusterRole kubeflow-edit aggregates every ClusterRole labelled aggregate-to-kubeflow-edit
+    (kubeflow/manifests, common/kubeflow-roles; the rules are filled in by kube-controller-manager's
+    clusterrole-aggregation controller), and each profile's default-editor ServiceAccount is bound to it.
+    """
+    edit = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "kubeflow-edit"},
+            "aggregationRule": {"clusterRoleSelectors": [
+                {"matchLabels": {"rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit": "true"}}]},
+            "rules": []}
+    objects = [edit]
+    for profile in profiles:
+        objects += [{"apiVersion": "v1", "kind": "ServiceAccount",
+                     "metadata": {"name": "default-editor", "namespace": profile}},
+                    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": {"name": "default-editor", "namespace": profile},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                 "name": "kubeflow-edit"},
+                     "subjects": [{"kind": "ServiceAccount", "name": "default-editor", "namespace": profile}]}]
+    return objects
 
 
 @contextlib.contextmanager
